@@ -1,0 +1,80 @@
+// Package vfs maps a session's SFTP view onto object keys, decides every
+// permission in one place (FS.authorize) and records every decision as an
+// audit event. Storage itself sits behind the small, S3-shaped Store interface.
+package vfs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"time"
+)
+
+// Store is an S3-shaped object store. Keys never start with "/"; a key that
+// ends in "/" is a directory marker. It knows nothing of users or SFTP.
+type Store interface {
+	// Stat returns the object at exactly key, or an error wrapping fs.ErrNotExist.
+	Stat(ctx context.Context, key string) (ObjectInfo, error)
+	// List returns one page of objects below opt.Prefix.
+	List(ctx context.Context, opt ListOptions) (Page, error)
+	// Create starts an upload that becomes visible only on Commit.
+	Create(ctx context.Context, key string, opt CreateOptions) (Upload, error)
+	// Read streams length bytes (length < 0: to the end) from offset.
+	Read(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
+	// Delete removes key; deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// Copy copies src to dst server side (with the same encryption as any write).
+	Copy(ctx context.Context, src, dst string) error
+}
+
+// ObjectInfo describes one object or, from a list, one common prefix.
+type ObjectInfo struct {
+	Key     string
+	Size    int64
+	ModTime time.Time
+	IsDir   bool // a common prefix or a "dir/" marker
+}
+
+// ListOptions selects a page of a listing.
+type ListOptions struct {
+	Prefix    string
+	Recursive bool   // false: delimiter "/", sub-directories come back as IsDir entries
+	Token     string // continuation token from the previous Page
+	Limit     int    // <= 0: store default (1000 for S3)
+}
+
+// Page is one page of a listing. Next is empty on the last page.
+type Page struct {
+	Entries []ObjectInfo
+	Next    string
+}
+
+// CreateOptions tune an upload.
+type CreateOptions struct {
+	// Exclusive fails Commit with ErrExist if the key exists (If-None-Match: *).
+	Exclusive bool
+	// SizeHint is the expected size, or -1 when unknown.
+	SizeHint int64
+}
+
+// Upload is a sequential writer whose data becomes an object only on Commit.
+// After Abort (or a failed Commit) nothing is visible and nothing is left
+// pending in the store.
+type Upload interface {
+	io.Writer
+	Commit(ctx context.Context) error
+	Abort(ctx context.Context) error
+}
+
+var (
+	// ErrExist is returned by Commit of an exclusive upload whose key exists.
+	ErrExist = fs.ErrExist
+	// ErrPermission is returned for every denied operation.
+	ErrPermission = fs.ErrPermission
+	// ErrNotExist is returned for missing objects.
+	ErrNotExist = fs.ErrNotExist
+	// ErrUnsupported is returned for operations the gateway does not offer
+	// (symlinks, hard links, random writes).
+	ErrUnsupported = errors.New("operation unsupported")
+)
