@@ -1,0 +1,32 @@
+# sftpgw: `make demo` runs the gateway on a local directory; `make test`
+# installs what the tests need (Debian clients, MinIO) and runs every test.
+GO      ?= go
+BIN     := bin/sftpgw
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: build demo test unit deps bench fuzz clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sftpgw
+
+demo: build
+	./$(BIN) demo --dir ./demo-data
+
+deps:
+	./scripts/deps.sh
+
+test: deps build
+	./scripts/test.sh
+
+unit:
+	$(GO) test ./...
+
+bench: deps build
+	./bench/run.sh
+
+fuzz:
+	$(GO) test ./vfs -run '^$$' -fuzz FuzzCleanPath -fuzztime 60s
+
+clean:
+	rm -rf bin demo-data bench/results

@@ -1,0 +1,408 @@
+// Package config loads the gateway's HCL configuration into plain values.
+// Every error names the file and line and says what to change; nothing is
+// kept in package-level state, so a reload builds new values to swap in.
+package config
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+
+	"github.com/sftpgw/sftpgw/authn"
+	"github.com/sftpgw/sftpgw/vfs"
+	"github.com/sftpgw/sftpgw/vfs/localstore"
+	"github.com/sftpgw/sftpgw/vfs/s3store"
+)
+
+// File is the HCL schema, field for field (see configs/sftpgw.example.hcl).
+type File struct {
+	Listen             string         `hcl:"listen,optional"`
+	HostKeys           []string       `hcl:"host_keys,optional"`
+	UsersFile          string         `hcl:"users_file"`
+	HandshakeTimeout   string         `hcl:"handshake_timeout,optional"`
+	IdleTimeout        string         `hcl:"idle_timeout,optional"`
+	MaxUnauthenticated int            `hcl:"max_unauthenticated,optional"`
+	MaxSessions        int            `hcl:"max_sessions,optional"`
+	LogLevel           string         `hcl:"log_level,optional"`
+	LogFormat          string         `hcl:"log_format,optional"`
+	Banner             string         `hcl:"banner,optional"`
+	Storage            []StorageBlock `hcl:"storage,block"`
+	Roles              []RoleBlock    `hcl:"role,block"`
+	Audit              *AuditBlock    `hcl:"audit,block"`
+	Lockout            *LockoutBlock  `hcl:"lockout,block"`
+}
+
+// StorageBlock is one bucket (or local directory).
+type StorageBlock struct {
+	Name        string    `hcl:"name,label"`
+	Type        string    `hcl:"type"` // "s3" or "local"
+	Bucket      string    `hcl:"bucket,optional"`
+	Region      string    `hcl:"region,optional"`
+	Endpoint    string    `hcl:"endpoint,optional"`
+	PathStyle   bool      `hcl:"path_style,optional"`
+	SSE         string    `hcl:"sse,optional"`
+	KMSKeyID    string    `hcl:"kms_key_id,optional"`
+	Root        string    `hcl:"root,optional"`
+	PartSize    string    `hcl:"part_size,optional"`
+	Concurrency int       `hcl:"upload_concurrency,optional"`
+	DefRange    hcl.Range `hcl:",def_range"`
+}
+
+// RoleBlock is one role.
+type RoleBlock struct {
+	Name                string    `hcl:"name,label"`
+	Storage             string    `hcl:"storage"`
+	Home                string    `hcl:"home"`
+	Permissions         []string  `hcl:"permissions"`
+	MFA                 bool      `hcl:"mfa,optional"`
+	AllowFrom           []string  `hcl:"allow_from,optional"`
+	DownloadFrom        []string  `hcl:"download_from,optional"`
+	DeleteAfterDownload bool      `hcl:"delete_after_download,optional"`
+	DefRange            hcl.Range `hcl:",def_range"`
+}
+
+// AuditBlock configures the audit trail.
+type AuditBlock struct {
+	Storage       string    `hcl:"storage"`
+	Prefix        string    `hcl:"prefix,optional"`
+	SpoolDir      string    `hcl:"spool_dir,optional"`
+	SpoolMax      string    `hcl:"spool_max,optional"`
+	SigningKey    string    `hcl:"signing_key,optional"`
+	FlushInterval string    `hcl:"flush_interval,optional"`
+	BatchEvents   int       `hcl:"batch_events,optional"`
+	Instance      string    `hcl:"instance,optional"`
+	DefRange      hcl.Range `hcl:",def_range"`
+}
+
+// LockoutBlock tunes brute-force protection.
+type LockoutBlock struct {
+	MaxIPFailures   int    `hcl:"max_ip_failures,optional"`
+	MaxUserFailures int    `hcl:"max_user_failures,optional"`
+	Window          string `hcl:"window,optional"`
+	BaseBan         string `hcl:"base_ban,optional"`
+	MaxBan          string `hcl:"max_ban,optional"`
+}
+
+// Config is the validated configuration.
+type Config struct {
+	Path               string
+	Listen             string
+	HostKeys           []string
+	UsersFile          string
+	HandshakeTimeout   time.Duration
+	IdleTimeout        time.Duration
+	MaxUnauthenticated int
+	MaxSessions        int
+	LogLevel           string
+	LogFormat          string
+	Banner             string
+	Storage            map[string]StorageBlock
+	Roles              map[string]*authn.Role
+	Audit              *Audit
+	Lockout            authn.Lockout
+}
+
+// Audit is the validated audit block.
+type Audit struct {
+	Storage       string
+	Prefix        string
+	SpoolDir      string
+	SpoolMax      int64
+	SigningKey    string
+	FlushInterval time.Duration
+	BatchEvents   int
+	Instance      string
+}
+
+// Load reads and validates the file at path. Relative paths inside it are
+// taken from the file's directory.
+func Load(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, src)
+}
+
+// Parse validates src as if read from path.
+func Parse(path string, src []byte) (*Config, error) {
+	p := hclparse.NewParser()
+	f, diags := p.ParseHCL(src, path)
+	if diags.HasErrors() {
+		return nil, diagError(diags)
+	}
+	var raw File
+	if diags := gohcl.DecodeBody(f.Body, nil, &raw); diags.HasErrors() {
+		return nil, diagError(diags)
+	}
+	return validate(path, &raw)
+}
+
+func diagError(d hcl.Diagnostics) error {
+	var b strings.Builder
+	for i, e := range d.Errs() {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString("config: " + e.Error())
+	}
+	return fmt.Errorf("%s", b.String())
+}
+
+// at formats a validation error at a block's position.
+func at(r hcl.Range, format string, args ...any) error {
+	return fmt.Errorf("config: %s:%d: %s", r.Filename, r.Start.Line, fmt.Sprintf(format, args...))
+}
+
+func validate(path string, raw *File) (*Config, error) {
+	dir := filepath.Dir(path)
+	rel := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	c := &Config{
+		Path:               path,
+		Listen:             or(raw.Listen, "0.0.0.0:2222"),
+		UsersFile:          rel(raw.UsersFile),
+		MaxUnauthenticated: raw.MaxUnauthenticated,
+		MaxSessions:        raw.MaxSessions,
+		LogLevel:           or(raw.LogLevel, "info"),
+		LogFormat:          or(raw.LogFormat, "text"),
+		Banner:             raw.Banner,
+		Storage:            map[string]StorageBlock{},
+		Roles:              map[string]*authn.Role{},
+	}
+	whole := hcl.Range{Filename: path, Start: hcl.Pos{Line: 1}}
+	for _, k := range raw.HostKeys {
+		c.HostKeys = append(c.HostKeys, rel(k))
+	}
+	if len(c.HostKeys) == 0 {
+		c.HostKeys = []string{rel("ssh_host_ed25519_key")}
+	}
+	var err error
+	if c.HandshakeTimeout, err = duration(raw.HandshakeTimeout, 30*time.Second); err != nil {
+		return nil, at(whole, "handshake_timeout: %v (write e.g. \"30s\")", err)
+	}
+	if c.IdleTimeout, err = duration(raw.IdleTimeout, 15*time.Minute); err != nil {
+		return nil, at(whole, "idle_timeout: %v (write e.g. \"15m\")", err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return nil, at(whole, "log_format must be \"text\" or \"json\", not %q", c.LogFormat)
+	}
+	if hclog.LevelFromString(c.LogLevel) == hclog.NoLevel {
+		return nil, at(whole, "log_level %q is not one of trace, debug, info, warn, error", c.LogLevel)
+	}
+	for _, s := range raw.Storage {
+		if _, dup := c.Storage[s.Name]; dup {
+			return nil, at(s.DefRange, "storage %q is defined twice", s.Name)
+		}
+		switch s.Type {
+		case "s3":
+			if s.Bucket == "" {
+				return nil, at(s.DefRange, "storage %q: bucket is required for type \"s3\"", s.Name)
+			}
+			s.SSE = or(s.SSE, "AES256")
+			if s.SSE != "AES256" && s.SSE != "aws:kms" {
+				return nil, at(s.DefRange, "storage %q: sse must be \"AES256\" or \"aws:kms\" (objects are always encrypted)", s.Name)
+			}
+			if s.SSE == "AES256" && s.KMSKeyID != "" {
+				return nil, at(s.DefRange, "storage %q: kms_key_id needs sse = \"aws:kms\"", s.Name)
+			}
+			s.Region = or(s.Region, "us-east-1")
+		case "local":
+			if s.Root == "" {
+				return nil, at(s.DefRange, "storage %q: root (a directory) is required for type \"local\"", s.Name)
+			}
+			s.Root = rel(s.Root)
+		default:
+			return nil, at(s.DefRange, "storage %q: type must be \"s3\" or \"local\", not %q", s.Name, s.Type)
+		}
+		if s.PartSize != "" {
+			if _, err := ParseSize(s.PartSize); err != nil {
+				return nil, at(s.DefRange, "storage %q: part_size: %v", s.Name, err)
+			}
+		}
+		c.Storage[s.Name] = s
+	}
+	if len(c.Storage) == 0 {
+		return nil, at(whole, "no storage block: add e.g. storage \"files\" { type = \"s3\" bucket = \"...\" }")
+	}
+	for _, r := range raw.Roles {
+		if _, dup := c.Roles[r.Name]; dup {
+			return nil, at(r.DefRange, "role %q is defined twice", r.Name)
+		}
+		if _, ok := c.Storage[r.Storage]; !ok {
+			return nil, at(r.DefRange, "role %q: storage %q is not defined", r.Name, r.Storage)
+		}
+		if err := checkHome(r.Home); err != nil {
+			return nil, at(r.DefRange, "role %q: home: %v", r.Name, err)
+		}
+		perms, err := vfs.ParsePermSet(r.Permissions)
+		if err != nil {
+			return nil, at(r.DefRange, "role %q: permissions: %v", r.Name, err)
+		}
+		allow, err := prefixes(r.AllowFrom)
+		if err != nil {
+			return nil, at(r.DefRange, "role %q: allow_from: %v", r.Name, err)
+		}
+		dl, err := prefixes(r.DownloadFrom)
+		if err != nil {
+			return nil, at(r.DefRange, "role %q: download_from: %v", r.Name, err)
+		}
+		c.Roles[r.Name] = &authn.Role{Name: r.Name, Storage: r.Storage, Home: r.Home, Perms: perms,
+			MFA: r.MFA, AllowFrom: allow, DownloadFrom: dl, DeleteAfterDownload: r.DeleteAfterDownload}
+	}
+	if len(c.Roles) == 0 {
+		return nil, at(whole, "no role block: add at least one role (see configs/sftpgw.example.hcl)")
+	}
+	if a := raw.Audit; a != nil {
+		if _, ok := c.Storage[a.Storage]; !ok {
+			return nil, at(a.DefRange, "audit: storage %q is not defined", a.Storage)
+		}
+		au := &Audit{Storage: a.Storage, Prefix: or(a.Prefix, "audit/"), SpoolDir: rel(or(a.SpoolDir, "audit-spool")),
+			SigningKey: rel(or(a.SigningKey, "audit_ed25519_key")), BatchEvents: a.BatchEvents, Instance: a.Instance}
+		if !strings.HasSuffix(au.Prefix, "/") {
+			return nil, at(a.DefRange, "audit: prefix must end with \"/\"")
+		}
+		if au.FlushInterval, err = duration(a.FlushInterval, 5*time.Second); err != nil {
+			return nil, at(a.DefRange, "audit: flush_interval: %v", err)
+		}
+		if au.SpoolMax, err = ParseSize(or(a.SpoolMax, "1GiB")); err != nil {
+			return nil, at(a.DefRange, "audit: spool_max: %v", err)
+		}
+		// The trail is append-only through the gateway: no role may change it.
+		for name, r := range c.Roles {
+			if r.Storage == a.Storage && r.Perms&writePerms != 0 {
+				return nil, at(a.DefRange, "audit: role %q can modify storage %q, which holds the audit trail; give it only list, stat and download", name, a.Storage)
+			}
+		}
+		c.Audit = au
+	}
+	c.Lockout = authn.Lockout{}
+	if l := raw.Lockout; l != nil {
+		c.Lockout.MaxIPFailures = l.MaxIPFailures
+		c.Lockout.MaxUserFailures = l.MaxUserFailures
+		for _, d := range []struct {
+			s   string
+			dst *time.Duration
+			n   string
+		}{{l.Window, &c.Lockout.Window, "window"}, {l.BaseBan, &c.Lockout.BaseBan, "base_ban"}, {l.MaxBan, &c.Lockout.MaxBan, "max_ban"}} {
+			if *d.dst, err = duration(d.s, 0); err != nil {
+				return nil, at(whole, "lockout: %s: %v", d.n, err)
+			}
+		}
+	}
+	return c, nil
+}
+
+// writePerms are the operations that change a storage block.
+const writePerms = vfs.PermSet(vfs.OpUpload | vfs.OpOverwrite | vfs.OpDelete | vfs.OpRename | vfs.OpMkdir | vfs.OpRmdir)
+
+// checkHome accepts "" (bucket root) or a relative prefix ending in "/".
+func checkHome(h string) error {
+	if h == "" {
+		return nil
+	}
+	if strings.HasPrefix(h, "/") || !strings.HasSuffix(h, "/") || strings.Contains(h, "..") || strings.Contains(h, "//") {
+		return fmt.Errorf("%q must be relative and end with \"/\", e.g. \"user/{name}/\"", h)
+	}
+	return nil
+}
+
+func prefixes(ss []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range ss {
+		if !strings.Contains(s, "/") {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not an address or CIDR", s)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR (e.g. 203.0.113.0/24)", s)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+func duration(s string, def time.Duration) (time.Duration, error) {
+	if s == "" {
+		return def, nil
+	}
+	if strings.HasSuffix(s, "d") {
+		var n int
+		if _, err := fmt.Sscanf(s, "%dd", &n); err == nil && n >= 0 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a duration like \"30s\", \"15m\", \"24h\" or \"7d\"", s)
+	}
+	return d, nil
+}
+
+// ParseSize parses "8MiB", "1GiB", "512KiB", "100MB" or a byte count.
+func ParseSize(s string) (int64, error) {
+	units := []struct {
+		suf string
+		mul int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+	t := strings.TrimSpace(s)
+	mul := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(t, u.suf) {
+			t, mul = strings.TrimSpace(strings.TrimSuffix(t, u.suf)), u.mul
+			break
+		}
+	}
+	var n int64
+	if _, err := fmt.Sscanf(t, "%d", &n); err != nil || n < 0 || fmt.Sprint(n) != t {
+		return 0, fmt.Errorf("%q is not a size like \"8MiB\" or \"1GiB\"", s)
+	}
+	return n * mul, nil
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// OpenStore connects the named storage block.
+func (c *Config) OpenStore(ctx context.Context, name string) (vfs.Store, error) {
+	s, ok := c.Storage[name]
+	if !ok {
+		return nil, fmt.Errorf("config: storage %q is not defined", name)
+	}
+	switch s.Type {
+	case "local":
+		if err := os.MkdirAll(s.Root, 0o700); err != nil {
+			return nil, err
+		}
+		return localstore.New(s.Root)
+	default:
+		part := int64(0)
+		if s.PartSize != "" {
+			part, _ = ParseSize(s.PartSize)
+		}
+		return s3store.New(ctx, s3store.Config{Bucket: s.Bucket, Region: s.Region, Endpoint: s.Endpoint,
+			PathStyle: s.PathStyle, SSE: s.SSE, KMSKeyID: s.KMSKeyID, PartSize: part, Concurrency: s.Concurrency})
+	}
+}

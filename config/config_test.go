@@ -1,0 +1,137 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sftpgw/sftpgw/vfs"
+)
+
+func TestExampleConfigLoads(t *testing.T) {
+	c, err := Load("../configs/sftpgw.example.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Roles) != 4 || c.Audit == nil || c.Storage["files"].SSE != "AES256" {
+		t.Fatalf("unexpected config: %+v", c)
+	}
+	if c.Roles["applicant"].Perms.Has(vfs.OpDownload) {
+		t.Error("applicant may download")
+	}
+	if !c.Roles["hr"].MFA || len(c.Roles["hr"].DownloadFrom) != 1 {
+		t.Error("hr must require MFA and restrict downloads")
+	}
+}
+
+func TestErrorsNameFileAndLine(t *testing.T) {
+	cases := map[string]string{
+		`users_file = "u"
+storage "s" { type = "ftp" }`: `cfg.hcl:2: storage "s": type must be`,
+		`users_file = "u"
+storage "s" {
+  type = "local"
+  root = "d"
+}
+role "r" {
+  storage = "nope"
+  home = "x/"
+  permissions = ["list"]
+}`: `cfg.hcl:6: role "r": storage "nope" is not defined`,
+		`users_file = "u"
+storage "s" {
+  type = "local"
+  root = "d"
+}
+role "r" {
+  storage = "s"
+  home = "x/"
+  permissions = ["fly"]
+}`: `unknown permission "fly"`,
+		`users_file = "u"
+storage "s" {
+  type = "local"
+  root = "d"
+}
+role "r" {
+  storage = "s"
+  home = "/abs"
+  permissions = ["list"]
+}`: `must be relative`,
+		`users_file = "u"
+storage "s" {
+  type = "local"
+  root = "d"
+}
+role "r" {
+  storage = "s"
+  home = ""
+  permissions = ["list", "delete"]
+}
+audit { storage = "s" }`: `can modify storage "s", which holds the audit trail`,
+		`users_file = "u"
+storage "s" {
+  type = "s3"
+  bucket = "b"
+  sse = "none"
+}`: `sse must be "AES256" or "aws:kms"`,
+		`users_file = 
+`: `cfg.hcl:2`,
+		`storage "s" {}`: `users_file`,
+	}
+	for src, want := range cases {
+		_, err := Parse("cfg.hcl", []byte(src))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("config %q:\n got %v\nwant %q", src, err, want)
+		}
+	}
+}
+
+func TestRelativePathsFromConfigDir(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "sftpgw.hcl")
+	os.WriteFile(p, []byte(`users_file = "users.hcl"
+storage "s" {
+  type = "local"
+  root = "data"
+}
+role "r" {
+  storage = "s"
+  home = "{name}/"
+  permissions = ["*"]
+  download_from = ["10.1.2.3", "192.168.0.0/16"]
+}`), 0o600)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.UsersFile != filepath.Join(dir, "users.hcl") || c.Storage["s"].Root != filepath.Join(dir, "data") {
+		t.Errorf("paths not relative to config dir: %q %q", c.UsersFile, c.Storage["s"].Root)
+	}
+	if got := c.Roles["r"].DownloadFrom[0].String(); got != "10.1.2.3/32" {
+		t.Errorf("single address: %s", got)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"8MiB": 8 << 20, "1GiB": 1 << 30, "100": 100, "5 MB": 5e6} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "x", "-1", "1.5GiB"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	src, _ := os.ReadFile("../configs/sftpgw.example.hcl")
+	f.Add(src)
+	f.Add([]byte(`users_file = "u"`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = Parse("fuzz.hcl", b) // must never panic
+	})
+}

@@ -1,0 +1,100 @@
+# sftpgw example configuration: the four roles of the source documents over
+# two buckets. Relative paths are taken from this file's directory.
+
+# Address to accept SSH connections on.
+listen = "0.0.0.0:2222"
+
+# Host keys (OpenSSH private key format, mode 0600). A missing file is
+# generated as ed25519 on first start.
+host_keys = ["/var/lib/sftpgw/ssh_host_ed25519_key"]
+
+# Users: pseudonymous names, roles, public keys, TOTP secrets (mode 0600).
+# Managed with `sftpgw user ...`; reloaded on change and on SIGHUP.
+users_file = "/etc/sftpgw/users.hcl"
+
+handshake_timeout   = "30s" # whole pre-authentication phase
+idle_timeout        = "15m" # a connection that moves no bytes is closed
+max_unauthenticated = 64    # concurrent connections still authenticating
+max_sessions        = 0     # authenticated connections, 0 = unlimited
+log_level           = "info" # trace, debug, info, warn, error
+log_format          = "json" # text or json
+banner              = "Authorised use only. All activity is logged.\n"
+
+# A storage block is one bucket. Every object written carries server-side
+# encryption; a store that refuses it fails the operation.
+storage "files" {
+  type       = "s3"
+  bucket     = "altairxfile"
+  region     = "ap-southeast-2"
+  sse        = "AES256" # or "aws:kms" with kms_key_id
+  # kms_key_id = "arn:aws:kms:..."
+  # For MinIO or another S3-compatible store:
+  # endpoint   = "http://127.0.0.1:9000"
+  # path_style = true
+  # part_size          = "8MiB" # multipart part size (grows for huge files)
+  # upload_concurrency = 4      # parts in flight per upload
+}
+
+storage "logs" {
+  type   = "s3"
+  bucket = "altairxlog"
+  region = "ap-southeast-2"
+  sse    = "AES256"
+}
+
+# Roles. home: key prefix each session is chrooted to ({name} = user name).
+# permissions: list, stat, download, upload, overwrite, delete, rename,
+# mkdir, rmdir, setstat, or "*".
+
+# Applicants upload their documents; they can never read anything back.
+role "applicant" {
+  storage     = "files"
+  home        = "user/{name}/"
+  permissions = ["list", "stat", "upload", "overwrite", "delete", "rename", "mkdir", "rmdir", "setstat"]
+}
+
+# HR collects documents from every applicant: key + TOTP, downloads only
+# from the office, and a complete download deletes the object.
+role "hr" {
+  storage               = "files"
+  home                  = "user/"
+  permissions           = ["*"]
+  mfa                   = true
+  download_from         = ["203.0.113.0/24"]
+  delete_after_download = true
+}
+
+# Partners automate transfers with keys from known addresses only.
+role "partner" {
+  storage     = "files"
+  home        = "partner/{name}/"
+  permissions = ["list", "stat", "upload", "overwrite", "download", "delete", "rename", "mkdir", "rmdir", "setstat"]
+  allow_from  = ["198.51.100.0/24"]
+}
+
+# Auditors read the audit trail, nothing else, and cannot change it.
+role "auditor" {
+  storage     = "logs"
+  home        = "audit/"
+  permissions = ["list", "stat", "download"]
+}
+
+# The audit trail: batches of JSON-lines events, hash-chained and signed,
+# in a bucket of their own. Spooled locally while the bucket is unreachable.
+audit {
+  storage        = "logs"
+  prefix         = "audit/"
+  spool_dir      = "/var/lib/sftpgw/audit-spool"
+  spool_max      = "1GiB"
+  signing_key    = "/var/lib/sftpgw/audit_ed25519_key" # generated if missing; .pub beside it
+  flush_interval = "5s"
+}
+
+# Brute-force protection: failures per source address and per user.
+lockout {
+  max_ip_failures   = 5
+  max_user_failures = 10
+  window            = "10m"
+  base_ban          = "1m"
+  max_ban           = "1h"
+}

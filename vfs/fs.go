@@ -1,0 +1,546 @@
+package vfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sftpgw/sftpgw/audit"
+)
+
+// Session is who acts through an FS: it scopes every key to Home and every
+// operation to Perms, and names the actor in audit events.
+type Session struct {
+	ID, User, Role, Client string
+	Home                   string // key prefix: "" or ending in "/"
+	Perms                  PermSet
+	// DownloadDenied explains a missing download permission in audit events
+	// (e.g. "client address not in download_from").
+	DownloadDenied string
+	// DeleteAfterDownload removes an object once it was read completely.
+	DeleteAfterDownload bool
+}
+
+// Options builds an FS.
+type Options struct {
+	Store     Store
+	StoreName string // names the store in the in-flight registry
+	Session   Session
+	Audit     audit.Recorder
+	Uploads   *Uploads // shared by all sessions of a gateway; nil: private
+	Log       hclog.Logger
+	// WriteWindow bounds the memory used to reorder out-of-order writes.
+	WriteWindow int64
+}
+
+// FS is one session's view of a store. Every exported method resolves the
+// path, asks authorize (the only permission decision) and records exactly
+// one audit event for the operation, allowed or denied.
+type FS struct {
+	store   Store
+	name    string
+	sess    Session
+	rec     audit.Recorder
+	uploads *Uploads
+	log     hclog.Logger
+	window  int64
+}
+
+// DefaultWriteWindow is enough for pkg/sftp's reordering of a stock client's
+// pipelined writes (tens of requests of up to 256 KiB).
+const DefaultWriteWindow = 16 << 20
+
+// New returns the FS for one session.
+func New(o Options) *FS {
+	if o.Audit == nil {
+		o.Audit = audit.Discard
+	}
+	if o.Uploads == nil {
+		o.Uploads = NewUploads()
+	}
+	if o.Log == nil {
+		o.Log = hclog.NewNullLogger()
+	}
+	if o.WriteWindow <= 0 {
+		o.WriteWindow = DefaultWriteWindow
+	}
+	return &FS{store: o.Store, name: o.StoreName, sess: o.Session, rec: o.Audit, uploads: o.Uploads, log: o.Log, window: o.WriteWindow}
+}
+
+// Session returns the session this FS acts for.
+func (f *FS) Session() Session { return f.sess }
+
+// FileInfo is what Stat and List return, in virtual terms.
+type FileInfo struct {
+	Name    string
+	Size    int64
+	ModTime time.Time
+	IsDir   bool
+}
+
+// opEvent is one operation in flight; finish records it.
+type opEvent struct {
+	op     Op
+	path   string
+	target string
+	start  time.Time
+	bytes  int64
+	detail string
+}
+
+func (f *FS) begin(op Op, vpath string) *opEvent {
+	return &opEvent{op: op, path: vpath, start: time.Now()}
+}
+
+// finish records the audit event for ev with the outcome err.
+func (f *FS) finish(ev *opEvent, err error) {
+	e := audit.Event{
+		Time:       time.Now().UTC(),
+		Kind:       "file",
+		Session:    f.sess.ID,
+		User:       f.sess.User,
+		Role:       f.sess.Role,
+		Client:     f.sess.Client,
+		Op:         ev.op.String(),
+		Path:       ev.path,
+		Target:     ev.target,
+		Bytes:      ev.bytes,
+		DurationMS: float64(time.Since(ev.start).Microseconds()) / 1000,
+		Result:     "ok",
+		Detail:     ev.detail,
+	}
+	if err != nil {
+		e.ErrClass = ErrorClass(err)
+		e.Result = "error"
+		if e.ErrClass == "permission" {
+			e.Result = "denied"
+		}
+		if e.Detail == "" {
+			e.Detail = SafeMessage(err)
+		}
+	}
+	f.rec.Record(e)
+}
+
+// authorize is the single permission decision for every operation.
+func (f *FS) authorize(ev *opEvent) error {
+	if f.sess.Perms.Has(ev.op) {
+		return nil
+	}
+	if ev.op == OpDownload && f.sess.DownloadDenied != "" {
+		ev.detail = f.sess.DownloadDenied
+	} else {
+		ev.detail = "role " + f.sess.Role + " may not " + ev.op.String()
+	}
+	return ErrPermission
+}
+
+// resolve cleans a client path and maps it to a key inside the home.
+func (f *FS) resolve(p string) (vpath, key string, err error) {
+	vpath, err = CleanPath(p)
+	if err != nil {
+		return p, "", err
+	}
+	return vpath, keyFor(f.sess.Home, vpath), nil
+}
+
+// RealPath is the canonical virtual path for p (no permission involved:
+// it reveals nothing but the client's own input, cleaned).
+func (f *FS) RealPath(p string) (string, error) {
+	vp, err := CleanPath(p)
+	return vp, err
+}
+
+// Stat describes the file or directory at p.
+func (f *FS) Stat(ctx context.Context, p string) (fi FileInfo, err error) {
+	vp, key, err := f.resolve(p)
+	ev := f.begin(OpStat, vp)
+	defer func() { f.finish(ev, err) }()
+	if err != nil {
+		return fi, err
+	}
+	if err = f.authorize(ev); err != nil {
+		return fi, err
+	}
+	return f.stat(ctx, vp, key)
+}
+
+// stat looks a path up without authorization or audit (internal use).
+func (f *FS) stat(ctx context.Context, vp, key string) (FileInfo, error) {
+	if vp == "/" {
+		return FileInfo{Name: "/", IsDir: true, ModTime: time.Now()}, nil
+	}
+	if w := f.uploads.get(f.name, key); w != nil {
+		// An upload in progress is visible with its current size, so
+		// clients that fstat (which arrives as a path stat) see progress.
+		return FileInfo{Name: base(vp), Size: w.Size(), ModTime: time.Now()}, nil
+	}
+	oi, err := f.store.Stat(ctx, key)
+	if err == nil {
+		return FileInfo{Name: base(vp), Size: oi.Size, ModTime: oi.ModTime}, nil
+	}
+	if !errors.Is(err, ErrNotExist) {
+		return FileInfo{}, err
+	}
+	page, err := f.store.List(ctx, ListOptions{Prefix: dirKey(key), Limit: 1})
+	if err != nil {
+		return FileInfo{}, err
+	}
+	if len(page.Entries) == 0 {
+		return FileInfo{}, ErrNotExist
+	}
+	mt := page.Entries[0].ModTime
+	if mt.IsZero() {
+		mt = time.Now()
+	}
+	return FileInfo{Name: base(vp), IsDir: true, ModTime: mt}, nil
+}
+
+// Lister pages through a directory lazily, so a directory of any size is
+// listed with bounded memory.
+type Lister struct {
+	fs     *FS
+	ctx    context.Context
+	prefix string
+	token  string
+	done   bool
+	items  []FileInfo
+	ev     *opEvent
+	err    error
+	closed bool
+}
+
+// List opens a directory listing of p. The audit event is recorded when the
+// listing is closed (with the number of entries) or fails.
+func (f *FS) List(ctx context.Context, p string) (*Lister, error) {
+	vp, key, err := f.resolve(p)
+	ev := f.begin(OpList, vp)
+	fail := func(err error) (*Lister, error) { f.finish(ev, err); return nil, err }
+	if err != nil {
+		return fail(err)
+	}
+	if err := f.authorize(ev); err != nil {
+		return fail(err)
+	}
+	l := &Lister{fs: f, ctx: ctx, prefix: dirKey(key), ev: ev}
+	if err := l.fetch(); err != nil {
+		return fail(err)
+	}
+	if len(l.items) == 0 && vp != "/" {
+		// Empty page: either an empty directory (marker only), a file, or nothing.
+		fi, err := f.stat(ctx, vp, key)
+		if err != nil {
+			return fail(err)
+		}
+		if !fi.IsDir {
+			return fail(&InvalidPathError{Reason: "not a directory"})
+		}
+	}
+	return l, nil
+}
+
+// fetch loads the next page.
+func (l *Lister) fetch() error {
+	if l.done {
+		return nil
+	}
+	page, err := l.fs.store.List(l.ctx, ListOptions{Prefix: l.prefix, Token: l.token})
+	if err != nil {
+		return err
+	}
+	for _, e := range page.Entries {
+		name := strings.TrimSuffix(strings.TrimPrefix(e.Key, l.prefix), "/")
+		if name == "" || strings.Contains(name, "/") {
+			continue // the directory's own marker
+		}
+		if _, err := CleanPath(name); err != nil {
+			continue // a key no client could name again; hide it rather than mislead
+		}
+		mt := e.ModTime
+		if mt.IsZero() {
+			mt = time.Unix(0, 0)
+		}
+		l.items = append(l.items, FileInfo{Name: name, Size: e.Size, ModTime: mt, IsDir: e.IsDir})
+	}
+	l.token = page.Next
+	l.done = page.Next == ""
+	return nil
+}
+
+// Next returns up to max entries, or io.EOF after the last.
+func (l *Lister) Next(max int) ([]FileInfo, error) {
+	for len(l.items) < max && !l.done {
+		if err := l.fetch(); err != nil {
+			l.err = err
+			return nil, err
+		}
+	}
+	if len(l.items) == 0 {
+		return nil, io.EOF
+	}
+	n := min(max, len(l.items))
+	out := l.items[:n:n]
+	l.items = l.items[n:]
+	l.ev.bytes += int64(n) // entries listed, reported in the event's bytes field
+	return out, nil
+}
+
+// Close records the listing's audit event.
+func (l *Lister) Close() error {
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	l.ev.detail = fmt.Sprintf("%d entries", l.ev.bytes)
+	l.ev.bytes = 0
+	l.fs.finish(l.ev, l.err)
+	return nil
+}
+
+// Mkdir creates a directory marker.
+func (f *FS) Mkdir(ctx context.Context, p string) (err error) {
+	vp, key, err := f.resolve(p)
+	ev := f.begin(OpMkdir, vp)
+	defer func() { f.finish(ev, err) }()
+	if err != nil {
+		return err
+	}
+	if err = f.authorize(ev); err != nil {
+		return err
+	}
+	if vp == "/" {
+		return ErrExist
+	}
+	if _, err := f.stat(ctx, vp, key); err == nil {
+		return ErrExist
+	} else if !errors.Is(err, ErrNotExist) {
+		return err
+	}
+	return f.putEmpty(ctx, dirKey(key))
+}
+
+func (f *FS) putEmpty(ctx context.Context, key string) error {
+	up, err := f.store.Create(ctx, key, CreateOptions{SizeHint: 0})
+	if err != nil {
+		return err
+	}
+	if err := up.Commit(ctx); err != nil {
+		_ = up.Abort(context.WithoutCancel(ctx))
+		return err
+	}
+	return nil
+}
+
+// ErrNotEmpty is returned by Rmdir of a directory with entries.
+var ErrNotEmpty = errors.New("directory not empty")
+
+// Rmdir removes an empty directory.
+func (f *FS) Rmdir(ctx context.Context, p string) (err error) {
+	vp, key, err := f.resolve(p)
+	ev := f.begin(OpRmdir, vp)
+	defer func() { f.finish(ev, err) }()
+	if err != nil {
+		return err
+	}
+	if err = f.authorize(ev); err != nil {
+		return err
+	}
+	if vp == "/" {
+		return ErrPermission // a session never removes its own root
+	}
+	dk := dirKey(key)
+	page, err := f.store.List(ctx, ListOptions{Prefix: dk, Limit: 2})
+	if err != nil {
+		return err
+	}
+	marker := false
+	for _, e := range page.Entries {
+		if e.Key == dk {
+			marker = true
+			continue
+		}
+		return ErrNotEmpty
+	}
+	if !marker {
+		if _, err := f.store.Stat(ctx, key); err == nil {
+			return &InvalidPathError{Reason: "not a directory"}
+		}
+		return ErrNotExist
+	}
+	return f.store.Delete(ctx, dk)
+}
+
+// Remove deletes a file.
+func (f *FS) Remove(ctx context.Context, p string) (err error) {
+	vp, key, err := f.resolve(p)
+	ev := f.begin(OpDelete, vp)
+	defer func() { f.finish(ev, err) }()
+	if err != nil {
+		return err
+	}
+	if err = f.authorize(ev); err != nil {
+		return err
+	}
+	oi, err := f.store.Stat(ctx, key)
+	if err != nil {
+		if errors.Is(err, ErrNotExist) {
+			if fi, serr := f.stat(ctx, vp, key); serr == nil && fi.IsDir {
+				return &InvalidPathError{Reason: "is a directory (use rmdir)"}
+			}
+		}
+		return err
+	}
+	ev.bytes = oi.Size
+	return f.store.Delete(ctx, key)
+}
+
+// maxDirRename bounds a directory rename, which S3 can only do object by object.
+const maxDirRename = 1000
+
+// Rename moves a file (or a small directory) within the home. Without
+// overwrite an existing target is an error (SFTP v3 semantics); with it
+// (posix-rename) replacing needs the overwrite permission as well.
+func (f *FS) Rename(ctx context.Context, from, to string, overwrite bool) (err error) {
+	vp, key, err := f.resolve(from)
+	ev := f.begin(OpRename, vp)
+	defer func() { f.finish(ev, err) }()
+	if err != nil {
+		return err
+	}
+	tvp, tkey, err := f.resolve(to)
+	ev.target = tvp
+	if err != nil {
+		return err
+	}
+	if err = f.authorize(ev); err != nil {
+		return err
+	}
+	if vp == "/" || tvp == "/" {
+		return ErrPermission
+	}
+	if vp == tvp {
+		return nil
+	}
+	src, err := f.stat(ctx, vp, key)
+	if err != nil {
+		return err
+	}
+	if dst, err := f.stat(ctx, tvp, tkey); err == nil {
+		if !overwrite || src.IsDir || dst.IsDir {
+			return ErrExist
+		}
+		if !f.sess.Perms.Has(OpOverwrite) {
+			ev.detail = "role " + f.sess.Role + " may not overwrite"
+			return ErrPermission
+		}
+	} else if !errors.Is(err, ErrNotExist) {
+		return err
+	}
+	if !src.IsDir {
+		ev.bytes = src.Size
+		if err := f.store.Copy(ctx, key, tkey); err != nil {
+			return err
+		}
+		return f.store.Delete(ctx, key)
+	}
+	if strings.HasPrefix(tvp+"/", vp+"/") {
+		return &InvalidPathError{Reason: "cannot move a directory into itself"}
+	}
+	return f.renameDir(ctx, dirKey(key), dirKey(tkey))
+}
+
+// renameDir copies every object below src to dst, then deletes the sources.
+// Copy-all-then-delete means a failure leaves the source complete.
+func (f *FS) renameDir(ctx context.Context, src, dst string) error {
+	var keys []string
+	token := ""
+	for {
+		page, err := f.store.List(ctx, ListOptions{Prefix: src, Recursive: true, Token: token})
+		if err != nil {
+			return err
+		}
+		for _, e := range page.Entries {
+			keys = append(keys, e.Key)
+		}
+		if len(keys) > maxDirRename {
+			return fmt.Errorf("%w: directory has more than %d objects", ErrUnsupported, maxDirRename)
+		}
+		if page.Next == "" {
+			break
+		}
+		token = page.Next
+	}
+	if len(keys) == 0 {
+		return ErrNotExist
+	}
+	for _, k := range keys {
+		if err := f.store.Copy(ctx, k, dst+strings.TrimPrefix(k, src)); err != nil {
+			return err
+		}
+	}
+	for _, k := range keys {
+		if err := f.store.Delete(ctx, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Setstat accepts attribute changes as a no-op: objects carry no mode or
+// owner, and clients send times and modes after every upload.
+func (f *FS) Setstat(ctx context.Context, p string) (err error) {
+	vp, key, err := f.resolve(p)
+	ev := f.begin(OpSetstat, vp)
+	defer func() { f.finish(ev, err) }()
+	if err != nil {
+		return err
+	}
+	if err = f.authorize(ev); err != nil {
+		return err
+	}
+	_, err = f.stat(ctx, vp, key)
+	return err
+}
+
+// Truncate handles a size change by setstat: only "no change" is possible
+// on an immutable object.
+func (f *FS) Truncate(ctx context.Context, p string, size int64) (err error) {
+	vp, key, err := f.resolve(p)
+	ev := f.begin(OpSetstat, vp)
+	defer func() { f.finish(ev, err) }()
+	if err != nil {
+		return err
+	}
+	if err = f.authorize(ev); err != nil {
+		return err
+	}
+	fi, err := f.stat(ctx, vp, key)
+	if err != nil {
+		return err
+	}
+	if fi.Size != size {
+		ev.detail = "objects cannot be truncated in place"
+		return ErrUnsupported
+	}
+	return nil
+}
+
+// Deny records and refuses an operation the gateway never offers (links,
+// copy and hash extensions): they are side doors to reading content.
+func (f *FS) Deny(op string, p string) error {
+	vp, err := CleanPath(p)
+	if err != nil {
+		vp = p
+	}
+	f.rec.Record(audit.Event{
+		Time: time.Now().UTC(), Kind: "file", Session: f.sess.ID, User: f.sess.User, Role: f.sess.Role,
+		Client: f.sess.Client, Op: op, Path: vp, Result: "denied", ErrClass: "unsupported",
+		Detail: op + " is not offered by this gateway",
+	})
+	return ErrUnsupported
+}

@@ -1,0 +1,182 @@
+package vfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+var (
+	errNotSequential = errors.New("random-access writes are not supported: files must be uploaded sequentially from the start (resume and in-place edits are refused; nothing was changed)")
+	errWindow        = errors.New("upload refused: client wrote too far ahead of the data received so far")
+	errGap           = errors.New("upload refused: the file has a gap (a range was never written); nothing was stored")
+	errAborted       = errors.New("transfer aborted")
+)
+
+// OpenWrite opens p for a new upload. exclusive maps O_EXCL to a
+// conditional create; the object appears only when the Writer is closed
+// after a complete, sequential upload.
+func (f *FS) OpenWrite(ctx context.Context, p string, exclusive bool) (w *Writer, err error) {
+	vp, key, err := f.resolve(p)
+	ev := f.begin(OpUpload, vp)
+	fail := func(err error) (*Writer, error) { f.finish(ev, err); return nil, err }
+	if err != nil {
+		return fail(err)
+	}
+	if vp == "/" {
+		return fail(&InvalidPathError{Reason: "is a directory"})
+	}
+	if err := f.authorize(ev); err != nil {
+		return fail(err)
+	}
+	fi, err := f.stat(ctx, vp, key)
+	switch {
+	case err == nil && fi.IsDir:
+		return fail(&InvalidPathError{Reason: "is a directory"})
+	case err == nil && exclusive:
+		return fail(ErrExist)
+	case err == nil:
+		ev.op = OpOverwrite
+		if err := f.authorize(ev); err != nil {
+			return fail(err)
+		}
+	case !errors.Is(err, ErrNotExist):
+		return fail(err)
+	}
+	up, err := f.store.Create(ctx, key, CreateOptions{Exclusive: exclusive, SizeHint: -1})
+	if err != nil {
+		return fail(err)
+	}
+	w = &Writer{fs: f, key: key, up: up, ev: ev, max: f.window, pending: map[int64][]byte{}, ctx: ctx}
+	f.uploads.add(f.name, key, w)
+	return w, nil
+}
+
+// Writer turns pkg/sftp's concurrent, possibly reordered WriteAt calls into
+// the sequential stream an S3 multipart upload needs. Chunks that arrive
+// ahead of the next expected offset wait in a bounded window; anything that
+// seeks backwards or leaves a gap fails the whole upload, which is then
+// aborted so no partial object is ever visible.
+type Writer struct {
+	fs  *FS
+	key string
+	up  Upload
+	ev  *opEvent
+	ctx context.Context
+
+	mu       sync.Mutex
+	next     int64 // offset of the next byte the upload expects
+	pending  map[int64][]byte
+	buffered int64
+	max      int64
+	err      error
+	done     bool
+}
+
+// Size is the number of bytes accepted so far (in order).
+func (w *Writer) Size() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.next
+}
+
+// WriteAt accepts p at off.
+func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.done {
+		return 0, errAborted
+	}
+	switch {
+	case off == w.next:
+		if err := w.write(p); err != nil {
+			return 0, err
+		}
+		for {
+			chunk, ok := w.pending[w.next]
+			if !ok {
+				break
+			}
+			delete(w.pending, w.next)
+			w.buffered -= int64(len(chunk))
+			if err := w.write(chunk); err != nil {
+				return 0, err
+			}
+		}
+	case off < w.next:
+		w.fail(errNotSequential)
+		return 0, w.err
+	default:
+		if old, ok := w.pending[off]; ok {
+			w.buffered -= int64(len(old)) // a client retrying the same chunk
+		}
+		if w.buffered+int64(len(p)) > w.max {
+			w.fail(errWindow)
+			return 0, w.err
+		}
+		// pkg/sftp reuses p after we return: keep a copy.
+		w.pending[off] = append([]byte(nil), p...)
+		w.buffered += int64(len(p))
+	}
+	return len(p), nil
+}
+
+// write appends to the upload; called with mu held.
+func (w *Writer) write(p []byte) error {
+	if _, err := w.up.Write(p); err != nil {
+		w.fail(err)
+		return w.err
+	}
+	w.next += int64(len(p))
+	return nil
+}
+
+// fail records the first error and aborts the upload; called with mu held.
+func (w *Writer) fail(err error) {
+	if w.err == nil {
+		w.err = err
+		w.pending, w.buffered = nil, 0
+		_ = w.up.Abort(context.WithoutCancel(w.ctx))
+	}
+}
+
+// ReadAt refuses reading back through an upload handle: downloads have one
+// path only (OpenRead), where the choke point decides.
+func (w *Writer) ReadAt([]byte, int64) (int, error) {
+	w.fs.Deny("read_from_upload_handle", w.ev.path)
+	return 0, ErrPermission
+}
+
+// TransferError is called by pkg/sftp when the session ends with this
+// handle still open (client killed, connection lost): abort, never commit.
+func (w *Writer) TransferError(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.fail(fmt.Errorf("%w: %v", errAborted, err))
+}
+
+// Close commits a complete upload, or aborts and reports why not.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return w.err
+	}
+	w.done = true
+	defer w.fs.uploads.remove(w.fs.name, w.key, w)
+	if w.err == nil && len(w.pending) > 0 {
+		w.fail(errGap)
+	}
+	if w.err == nil {
+		if err := w.up.Commit(context.WithoutCancel(w.ctx)); err != nil {
+			w.fail(err)
+		}
+	}
+	w.ev.bytes = w.next
+	w.fs.finish(w.ev, w.err)
+	return w.err
+}
