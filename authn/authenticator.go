@@ -1,0 +1,295 @@
+package authn
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sftpgw/sftpgw/audit"
+)
+
+// Options configures an Authenticator.
+type Options struct {
+	Users   *UserDB          // nil: nobody can log in
+	Roles   map[string]*Role // by name
+	Lockout Lockout          // zero fields take defaults
+	Log     hclog.Logger
+	Audit   audit.Recorder
+	Now     func() time.Time // tests inject a clock; default time.Now
+	Issuer  string           // shown as the name of the TOTP prompt; default "sftpgw"
+}
+
+// Authenticator implements the gateway's login policy as x/crypto/ssh
+// server callbacks.
+type Authenticator struct {
+	users  *UserDB
+	roles  atomic.Pointer[map[string]*Role]
+	limit  *limiter
+	totp   *totpVerifier
+	conns  *connTable
+	log    hclog.Logger
+	audit  audit.Recorder
+	now    func() time.Time
+	issuer string
+}
+
+// errDenied is the only error a client ever sees: unknown user, wrong key,
+// disabled account or bad code must be indistinguishable from outside.
+var errDenied = errors.New("permission denied")
+
+// totpPrompt is the keyboard-interactive question of the second factor.
+const totpPrompt = "Verification code: "
+
+// New returns an Authenticator.
+func New(o Options) *Authenticator {
+	if o.Log == nil {
+		o.Log = hclog.NewNullLogger()
+	}
+	if o.Audit == nil {
+		o.Audit = audit.Discard
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Issuer == "" {
+		o.Issuer = "sftpgw"
+	}
+	a := &Authenticator{
+		users: o.Users, limit: newLimiter(o.Lockout, o.Now), totp: newTOTPVerifier(),
+		conns: newConnTable(), log: o.Log, audit: o.Audit, now: o.Now, issuer: o.Issuer,
+	}
+	a.SetRoles(o.Roles)
+	return a
+}
+
+// SetRoles atomically replaces the roles (configuration reload). Logins in
+// progress keep the role they started with. Roles are copied.
+func (a *Authenticator) SetRoles(roles map[string]*Role) {
+	m := make(map[string]*Role, len(roles))
+	for name, r := range roles {
+		if r == nil {
+			continue
+		}
+		c := r.clone()
+		if c.Name == "" {
+			c.Name = name
+		}
+		if _, err := c.HomeFor("probe"); err != nil {
+			a.log.Error("role home is invalid; logins with this role will be refused", "role", name, "error", err)
+		}
+		m[name] = c
+	}
+	a.roles.Store(&m)
+}
+
+func (a *Authenticator) role(name string) (*Role, bool) {
+	r, ok := (*a.roles.Load())[name]
+	return r, ok
+}
+
+// Configure installs the callbacks on cfg. It also switches off every
+// other way in: no "none", no password, and keyboard-interactive is only
+// offered as the second step after a verified key (see verifiedKey).
+// MaxAuthTries defaults to 6; an unlimited (negative) value is also
+// replaced, since per-connection limits are part of the lockout design.
+func (a *Authenticator) Configure(cfg *ssh.ServerConfig) {
+	cfg.NoClientAuth = false
+	cfg.NoClientAuthCallback = nil
+	cfg.PasswordCallback = nil
+	cfg.KeyboardInteractiveCallback = nil
+	cfg.GSSAPIWithMICConfig = nil
+	cfg.PublicKeyCallback = a.publicKey
+	cfg.VerifiedPublicKeyCallback = a.verifiedKey
+	prev := cfg.AuthLogCallback
+	cfg.AuthLogCallback = func(c ssh.ConnMetadata, method string, err error) {
+		a.authLog(c, method, err)
+		if prev != nil {
+			prev(c, method, err)
+		}
+	}
+	if cfg.MaxAuthTries <= 0 {
+		cfg.MaxAuthTries = 6
+	}
+}
+
+// AllowConn reports whether a new connection from addr may proceed; false
+// means the source is banned and the gateway should close it before the
+// SSH handshake (cheap for us, no information for the client).
+func (a *Authenticator) AllowConn(addr net.Addr) bool {
+	ap, ok := clientAddr(addr)
+	if !ok {
+		return true // cannot ban what has no address; logins will be refused anyway
+	}
+	_, banned := a.limit.ipBanned(ap.Addr())
+	return !banned
+}
+
+// publicKey answers "would this key be accepted?" (also for the client's
+// unsigned query). It deliberately grants nothing: x/crypto may call it
+// for keys that are never used to sign (CVE-2024-45337), so every decision
+// is taken in verifiedKey, after the signature was checked.
+func (a *Authenticator) publicKey(c ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	u, known := a.users.Lookup(c.User())
+	if known {
+		if _, ok := u.FindKey(key); ok {
+			return &ssh.Permissions{}, nil
+		}
+	}
+	at := a.newAttempt(c, "publickey")
+	at.keyFP = ssh.FingerprintSHA256(key)
+	f := failure{class: "unknown_user", detail: "public key offered for an unknown user"}
+	if known {
+		f = failure{class: "bad_key", detail: "public key offered is not one of the user's keys", user: u.Name, role: u.Role}
+	}
+	// OpenSSH offers every key it has, one after the other: count one
+	// rejected key per connection, not one per key, and remember it so a
+	// login that then succeeds can take it back.
+	if at.clientOK {
+		a.conns.update(at.id, a.now(), func(s *connState) {
+			if !s.keyFailCounted {
+				s.keyFailCounted, s.keyFailIP, s.keyFailUser = true, at.client.Addr(), f.user
+				f.count = true
+			}
+		})
+	}
+	return nil, a.fail(at, f)
+}
+
+// verifiedKey runs once the client proved possession of a key that
+// publicKey accepted. All account, role, address and lockout checks live
+// here. MFA roles get a PartialSuccessError whose only next method is a
+// keyboard-interactive TOTP prompt bound to this user.
+func (a *Authenticator) verifiedKey(c ssh.ConnMetadata, key ssh.PublicKey, _ *ssh.Permissions, _ string) (*ssh.Permissions, error) {
+	at := a.newAttempt(c, "publickey")
+	at.keyFP = ssh.FingerprintSHA256(key)
+	if !at.clientOK {
+		return nil, a.fail(at, failure{class: "address_not_allowed", detail: "client address unknown"})
+	}
+	ip := at.client.Addr()
+	u, known := a.users.Lookup(c.User())
+	name := ""
+	if known {
+		name = u.Name
+	}
+	if until, banned := a.limit.banned(ip, name); banned {
+		return nil, a.fail(at, failure{class: "banned", user: name,
+			detail: "login refused while banned, until " + until.UTC().Format(time.RFC3339)})
+	}
+	if !known { // removed by a reload since the key was offered
+		return nil, a.fail(at, failure{class: "unknown_user", detail: "user no longer exists", count: true})
+	}
+	f := failure{user: u.Name, role: u.Role, count: true}
+	if _, ok := u.FindKey(key); !ok {
+		f.class, f.detail = "bad_key", "key no longer belongs to the user"
+		return nil, a.fail(at, f)
+	}
+	if u.Disabled {
+		f.class, f.detail = "disabled", "account disabled"
+		return nil, a.fail(at, f)
+	}
+	if u.Expired(a.now()) {
+		f.class, f.detail = "expired", "account expired at "+u.ExpiresAt.UTC().Format(time.RFC3339)
+		return nil, a.fail(at, f)
+	}
+	r, ok := a.role(u.Role)
+	if !ok {
+		f.class, f.detail = "unknown_role", fmt.Sprintf("role %q is not configured", u.Role)
+		return nil, a.fail(at, f)
+	}
+	if !inPrefixes(r.AllowFrom, ip) {
+		f.class, f.detail = "address_not_allowed", fmt.Sprintf("client %s is outside allow_from of role %s", ip, r.Name)
+		return nil, a.fail(at, f)
+	}
+	if !inPrefixes(u.AllowFrom, ip) {
+		f.class, f.detail = "address_not_allowed", fmt.Sprintf("client %s is outside allow_from of the user", ip)
+		return nil, a.fail(at, f)
+	}
+	p, err := buildPrincipal(u, r, at.client, at.keyFP)
+	if err != nil {
+		f.class, f.detail = "role_misconfigured", err.Error()
+		return nil, a.fail(at, f)
+	}
+	if !r.MFA {
+		p.Methods = []string{"publickey"}
+		return a.succeed(at, p), nil
+	}
+	_, seed, err := ParseTOTPSecret(u.TOTPSecret)
+	if u.TOTPSecret == "" || err != nil {
+		f.class, f.detail = "mfa_not_enrolled", "role requires TOTP but the user has no totp_secret"
+		return nil, a.fail(at, f)
+	}
+	a.conns.update(at.id, a.now(), func(s *connState) { s.secondFactor = true })
+	a.log.Debug("public key accepted, TOTP required", "user", u.Name, "client", at.client, "key_fp", at.keyFP)
+	// Permissions must be nil with a partial success: nothing is granted
+	// until the second factor passed.
+	return nil, &ssh.PartialSuccessError{Next: ssh.ServerAuthCallbacks{
+		KeyboardInteractiveCallback: a.secondFactor(p, seed),
+	}}
+}
+
+// secondFactor returns the keyboard-interactive callback for one
+// connection, closed over the principal its verified key produced and the
+// TOTP seed of that same user.
+func (a *Authenticator) secondFactor(p *Principal, seed []byte) func(ssh.ConnMetadata, ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+	return func(c ssh.ConnMetadata, challenge ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+		at := a.newAttempt(c, "keyboard-interactive")
+		at.keyFP = p.KeyFP
+		f := failure{user: p.User, role: p.Role, count: true}
+		if c.User() != p.User { // x/crypto already forbids this; never trust it blindly
+			f.class, f.detail = "unknown_user", "user changed after the public key step"
+			return nil, a.fail(at, f)
+		}
+		if until, banned := a.limit.banned(p.Client.Addr(), p.User); banned {
+			f.class, f.count = "banned", false
+			f.detail = "login refused while banned, until " + until.UTC().Format(time.RFC3339)
+			return nil, a.fail(at, f)
+		}
+		answers, err := challenge(a.issuer, "", []string{totpPrompt}, []bool{false})
+		if err != nil {
+			return nil, err // the client went away; no code was tried
+		}
+		if len(answers) != 1 {
+			f.class, f.detail = "bad_totp", "expected exactly one answer"
+			return nil, a.fail(at, f)
+		}
+		switch err := a.totp.verify(p.User, seed, answers[0], a.now()); {
+		case errors.Is(err, errReplayedTOTP):
+			f.class, f.detail = "replayed_totp", "verification code was already used"
+			return nil, a.fail(at, f)
+		case err != nil:
+			f.class, f.detail = "bad_totp", "wrong verification code"
+			return nil, a.fail(at, f)
+		}
+		q := *p
+		q.Methods = []string{"publickey", "keyboard-interactive"}
+		return a.succeed(at, &q), nil
+	}
+}
+
+// authLog sees every request, including those the library refused on its
+// own: a password or keyboard-interactive request that is not our second
+// factor comes from a client ignoring the advertised methods (a password
+// guesser) and counts as a failure.
+func (a *Authenticator) authLog(c ssh.ConnMetadata, method string, err error) {
+	if err == nil {
+		return
+	}
+	switch method {
+	case "none", "publickey":
+		return // "none" is the client's probe; publickey is handled above
+	case "keyboard-interactive":
+		if a.conns.get(string(c.SessionID())).secondFactor {
+			return // our TOTP callback already recorded it
+		}
+	}
+	at := a.newAttempt(c, method)
+	if len(method) > 32 {
+		at.method = method[:32]
+	}
+	a.fail(at, failure{class: "method_not_allowed", detail: "only public key authentication is offered", count: true})
+}
