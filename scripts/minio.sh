@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Manage the MinIO server used by integration tests.
+#
+#   scripts/minio.sh install      build the pinned MinIO into $HOME/.cache/sftpgw/bin (idempotent)
+#   scripts/minio.sh start DIR    start MinIO on 127.0.0.1, data/log/pid/env under DIR
+#   scripts/minio.sh stop DIR     stop the MinIO started with DIR
+#
+# After start, `source DIR/env` exports SFTPGW_TEST_S3_ENDPOINT,
+# SFTPGW_TEST_S3_ACCESS_KEY, SFTPGW_TEST_S3_SECRET_KEY and SFTPGW_MINIO_BIN.
+set -euo pipefail
+
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+BIN_DIR="${HOME}/.cache/sftpgw/bin"
+MINIO_BIN="${SFTPGW_MINIO_BIN:-${BIN_DIR}/minio}"
+
+die() { echo "minio.sh: $*" >&2; exit 1; }
+
+randhex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
+
+# port_busy PORT: true if something accepts connections on 127.0.0.1:PORT.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# ready PORT: true once MinIO's liveness endpoint answers 200.
+ready() {
+	if command -v curl >/dev/null; then
+		curl -fsS -o /dev/null "http://127.0.0.1:$1/minio/health/live" 2>/dev/null
+		return
+	fi
+	# No curl (minimal CI images): speak just enough HTTP through bash.
+	local status=""
+	{ exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+	printf 'GET /minio/health/live HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+	read -r -t 2 status <&3 || true
+	exec 3<&-
+	[[ "$status" == *" 200 "* ]]
+}
+
+# alive DIR: true if the pid recorded in DIR/pid is a running process.
+alive() { [[ -f "$1/pid" ]] && kill -0 "$(cat "$1/pid")" 2>/dev/null; }
+
+cmd_install() {
+	if [[ -x "$MINIO_BIN" ]]; then
+		return 0
+	fi
+	mkdir -p "$BIN_DIR"
+	# Serialise concurrent installs (parallel CI jobs, several shells): the
+	# build takes minutes and two of them racing on one GOBIN helps nobody.
+	exec 9>"${BIN_DIR}/.install.lock"
+	flock 9
+	if [[ -x "$MINIO_BIN" ]]; then
+		return 0
+	fi
+	local tmp
+	tmp="$(mktemp -d)"
+	# Build outside the repo so our go.mod does not interfere.
+	echo "building MinIO ${MINIO_VERSION} (takes a few minutes)..." >&2
+	(cd "$tmp" && GOBIN="$BIN_DIR" GOFLAGS= go install "github.com/minio/minio@${MINIO_VERSION}")
+	rm -rf "$tmp"
+	[[ -x "$MINIO_BIN" ]] || die "install finished but $MINIO_BIN is missing"
+}
+
+cmd_start() {
+	local dir="${1:?usage: minio.sh start DIR}"
+	mkdir -p "$dir"
+	dir="$(cd "$dir" && pwd)"
+	[[ -x "$MINIO_BIN" ]] || die "no MinIO at $MINIO_BIN; run: scripts/minio.sh install"
+	if alive "$dir"; then
+		echo "MinIO already running (pid $(cat "$dir/pid")); env in $dir/env"
+		return 0
+	fi
+
+	local port="${SFTPGW_MINIO_PORT:-}"
+	if [[ -z "$port" ]]; then
+		port=19000
+		while port_busy "$port"; do
+			port=$((port + 1))
+			((port < 19200)) || die "no free port in 19000-19199"
+		done
+	elif port_busy "$port"; then
+		die "port $port (SFTPGW_MINIO_PORT) is in use"
+	fi
+
+	chmod 700 "$dir"
+	mkdir -p "$dir/data" "$dir/certs"
+	# Keep the credentials and KMS key with the data: a restart with a new
+	# KMS key could not decrypt what is already stored.
+	if [[ ! -f "$dir/secrets" ]]; then
+		(
+			umask 077
+			printf 'user=sftpgw%s\npass=%s\nkms=sftpgw-test:%s\n' "$(randhex 6)" "$(randhex 20)" \
+				"$(head -c 32 /dev/urandom | base64 | tr -d '\n')" >"$dir/secrets"
+		)
+	fi
+	local user pass kms
+	user="$(sed -n 's/^user=//p' "$dir/secrets")"
+	pass="$(sed -n 's/^pass=//p' "$dir/secrets")"
+	kms="$(sed -n 's/^kms=//p' "$dir/secrets")"
+
+	# Credentials go through the environment, never the command line (ps).
+	MINIO_ROOT_USER="$user" MINIO_ROOT_PASSWORD="$pass" \
+		MINIO_KMS_SECRET_KEY="$kms" MINIO_BROWSER=off MINIO_UPDATE=off \
+		nohup "$MINIO_BIN" server --quiet --address "127.0.0.1:${port}" \
+		--certs-dir "$dir/certs" "$dir/data" >"$dir/minio.log" 2>&1 &
+	echo $! >"$dir/pid"
+
+	local endpoint="http://127.0.0.1:${port}"
+	local i
+	for ((i = 0; i < 300; i++)); do
+		if ready "$port"; then
+			break
+		fi
+		if ! alive "$dir"; then
+			tail -n 20 "$dir/minio.log" >&2 || true
+			rm -f "$dir/pid"
+			die "MinIO exited during startup (log: $dir/minio.log)"
+		fi
+		sleep 0.1
+	done
+	((i < 300)) || die "MinIO not ready after 30s (log: $dir/minio.log)"
+
+	umask 077
+	cat >"$dir/env" <<ENV
+export SFTPGW_TEST_S3_ENDPOINT=${endpoint}
+export SFTPGW_TEST_S3_ACCESS_KEY=${user}
+export SFTPGW_TEST_S3_SECRET_KEY=${pass}
+export SFTPGW_MINIO_BIN=${MINIO_BIN}
+ENV
+	echo "MinIO running at $endpoint (pid $(cat "$dir/pid")); source $dir/env"
+}
+
+cmd_stop() {
+	local dir="${1:?usage: minio.sh stop DIR}"
+	if ! alive "$dir"; then
+		rm -f "$dir/pid"
+		return 0
+	fi
+	local pid
+	pid="$(cat "$dir/pid")"
+	kill "$pid"
+	local i
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+	rm -f "$dir/pid"
+}
+
+case "${1:-}" in
+install) cmd_install ;;
+start) cmd_start "${2:-}" ;;
+stop) cmd_stop "${2:-}" ;;
+*) die "usage: $0 install | start DIR | stop DIR" ;;
+esac
