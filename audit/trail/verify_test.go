@@ -1,0 +1,246 @@
+package trail
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sftpgw/sftpgw/audit"
+)
+
+// goodTrail ships 12 events in 6 batches of 2 and returns the store and
+// the batch keys in order.
+func goodTrail(t *testing.T) (*memStore, []string) {
+	t.Helper()
+	st := newMemStore()
+	o := testOptions(st, t.TempDir(), newClock())
+	o.BatchMaxEvents = 2
+	tr := newTrail(t, o)
+	for i := range 12 {
+		tr.Record(ev(i))
+	}
+	closeTrail(t, tr)
+	keys := st.keys()
+	if len(keys) != 6 {
+		t.Fatalf("setup: %d batches", len(keys))
+	}
+	return st, keys
+}
+
+func verify(t *testing.T, st *memStore, from, to time.Time) *Report {
+	t.Helper()
+	r, err := Verify(context.Background(), st, "audit/", testKey.Public().(ed25519.PublicKey), from, to)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	return r
+}
+
+// wantProblem fails unless r names key with a problem of kind.
+func wantProblem(t *testing.T, r *Report, kind ProblemKind, key string) {
+	t.Helper()
+	if r.OK() {
+		t.Fatalf("tampered trail verified OK:\n%s", r)
+	}
+	for _, p := range r.Problems {
+		if p.Kind == kind && p.Key == key {
+			return
+		}
+	}
+	t.Fatalf("no %s problem naming %s:\n%s", kind, key, r)
+}
+
+// forge builds a well-formed batch signed with another key.
+func forge(t *testing.T, seq uint64, prev string, sealed time.Time) (string, []byte) {
+	t.Helper()
+	_, other, _ := ed25519.GenerateKey(nil)
+	e := audit.Event{Time: sealed, Kind: "file", Op: "delete", Path: "/evidence", Result: "ok"}
+	line, _ := e.MarshalJSON()
+	ts := audit.FormatTime(sealed)
+	h := header{Instance: "gw-1", Seq: seq, Prev: prev, Time: ts, First: ts, Last: ts}
+	return objectKey("audit/", "gw-1", sealed, seq), encodeBatch(h, [][]byte{line}, other)
+}
+
+func hashOf(st *memStore, key string) string {
+	d, _ := st.get(key)
+	s := sha256.Sum256(d)
+	return hex.EncodeToString(s[:])
+}
+
+func headerOf(t *testing.T, st *memStore, key string) header {
+	d, _ := st.get(key)
+	b, err := parseBatch(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.h
+}
+
+func TestVerifyGoodTrail(t *testing.T) {
+	st, keys := goodTrail(t)
+	r := verifyOK(t, st)
+	if len(r.Instances) != 1 || r.Instances[0].Batches != 6 || r.Instances[0].Events != 12 ||
+		r.Instances[0].FirstSeq != 1 || r.Instances[0].LastSeq != 6 {
+		t.Fatalf("summary %+v", r.Instances)
+	}
+	if !strings.Contains(r.String(), "OK") {
+		t.Errorf("report text:\n%s", r)
+	}
+	// A window in the middle verifies, linked to its predecessor.
+	from, _ := parseKey("audit/", keys[2])
+	to, _ := parseKey("audit/", keys[3])
+	r = verify(t, st, from.sealed, to.sealed)
+	if !r.OK() || r.Instances[0].Batches != 2 {
+		t.Fatalf("window:\n%s", r)
+	}
+}
+
+func TestVerifyDetectsTampering(t *testing.T) {
+	cases := []struct {
+		name   string
+		tamper func(t *testing.T, st *memStore, keys []string) (ProblemKind, string)
+	}{
+		{"delete middle batch", func(t *testing.T, st *memStore, k []string) (ProblemKind, string) {
+			st.del(k[2])
+			return KindMissing, k[3]
+		}},
+		{"delete last-but-one batch", func(t *testing.T, st *memStore, k []string) (ProblemKind, string) {
+			st.del(k[4])
+			return KindMissing, k[5]
+		}},
+		{"delete first batch", func(t *testing.T, st *memStore, k []string) (ProblemKind, string) {
+			st.del(k[0])
+			return KindMissing, k[1]
+		}},
+		{"edit one byte of an event", func(t *testing.T, st *memStore, k []string) (ProblemKind, string) {
+			d, _ := st.get(k[1])
+			i := bytes.Index(d, []byte(`"user":"alice"`))
+			d[i+9] = 'A'
+			st.put(k[1], d)
+			return KindAltered, k[1]
+		}},
+		{"swap two batches", func(t *testing.T, st *memStore, k []string) (ProblemKind, string) {
+			a, _ := st.get(k[1])
+			b, _ := st.get(k[2])
+			st.put(k[1], b)
+			st.put(k[2], a)
+			return KindKey, k[2] // and k[1]; checked below
+		}},
+		{"forged batch appended", func(t *testing.T, st *memStore, k []string) (ProblemKind, string) {
+			h := headerOf(t, st, k[5])
+			sealed, _ := time.Parse(audit.TimeLayout, h.Time)
+			key, data := forge(t, 7, hashOf(st, k[5]), sealed.Add(time.Second))
+			st.put(key, data)
+			return KindSignature, key
+		}},
+		{"forged batch inserted", func(t *testing.T, st *memStore, k []string) (ProblemKind, string) {
+			h := headerOf(t, st, k[2])
+			sealed, _ := time.Parse(audit.TimeLayout, h.Time)
+			key, data := forge(t, h.Seq+1, hashOf(st, k[2]), sealed)
+			st.put(key, data)
+			return KindSignature, key
+		}},
+		{"batch replaced by a forgery", func(t *testing.T, st *memStore, k []string) (ProblemKind, string) {
+			h := headerOf(t, st, k[3])
+			sealed, _ := time.Parse(audit.TimeLayout, h.Time)
+			key, data := forge(t, h.Seq, h.Prev, sealed)
+			if key != k[3] {
+				t.Fatalf("forged key %s != %s", key, k[3])
+			}
+			st.put(key, data)
+			return KindSignature, key
+		}},
+		{"key holder drops a batch and relinks", func(t *testing.T, st *memStore, k []string) (ProblemKind, string) {
+			// Even with the signing key, dropping a batch shows at the
+			// next one unless every later batch is rewritten too.
+			h := headerOf(t, st, k[3])
+			d, _ := st.get(k[3])
+			b, _ := parseBatch(d)
+			h.Prev = hashOf(st, k[1])
+			h.Seq--
+			st.del(k[2])
+			st.del(k[3])
+			sealed, _ := time.Parse(audit.TimeLayout, h.Time)
+			key := objectKey("audit/", "gw-1", sealed, h.Seq)
+			st.put(key, encodeBatch(h, b.events, testKey))
+			return KindMissing, k[4]
+		}},
+		{"foreign object", func(t *testing.T, st *memStore, k []string) (ProblemKind, string) {
+			st.put("audit/gw-1/notes.txt", []byte("hello"))
+			return KindUnexpected, "audit/gw-1/notes.txt"
+		}},
+	}
+	good, keys := goodTrail(t)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st := good.clone()
+			kind, key := c.tamper(t, st, keys)
+			r := verify(t, st, time.Time{}, time.Time{})
+			wantProblem(t, r, kind, key)
+			if c.name == "swap two batches" {
+				wantProblem(t, r, KindKey, keys[1])
+			}
+			if !strings.Contains(r.String(), key) || !strings.Contains(r.String(), "FAILED") {
+				t.Errorf("report text does not name %s:\n%s", key, r)
+			}
+		})
+	}
+}
+
+func TestVerifyWindowChecksPredecessor(t *testing.T) {
+	good, keys := goodTrail(t)
+	from, _ := parseKey("audit/", keys[2])
+
+	st := good.clone()
+	st.del(keys[1]) // just before the window
+	wantProblem(t, verify(t, st, from.sealed, time.Time{}), KindMissing, keys[2])
+
+	// Batches before a window may have expired: not a problem.
+	st = good.clone()
+	st.del(keys[0])
+	st.del(keys[1])
+	if r := verify(t, st, from.sealed, time.Time{}); !r.OK() {
+		t.Fatalf("window after expired batches:\n%s", r)
+	}
+}
+
+func TestVerifyMultipleInstances(t *testing.T) {
+	st := newMemStore()
+	c := newClock()
+	for _, inst := range []string{"gw-a", "gw-b"} {
+		o := testOptions(st, t.TempDir(), c)
+		o.Instance = inst
+		o.BatchMaxEvents = 3
+		tr := newTrail(t, o)
+		for i := range 7 {
+			tr.Record(ev(i))
+		}
+		closeTrail(t, tr)
+	}
+	r := verifyOK(t, st)
+	if len(r.Instances) != 2 || r.Instances[0].Instance != "gw-a" || r.Instances[1].LastSeq != 3 {
+		t.Fatalf("instances %+v", r.Instances)
+	}
+	// Moving a batch to the other instance is caught.
+	ka := st.keys()[0]
+	d, _ := st.get(ka)
+	st.del(ka)
+	moved := strings.Replace(ka, "gw-a", "gw-b", 1)
+	st.put(moved, d)
+	wantProblem(t, verify(t, st, time.Time{}, time.Time{}), KindKey, moved)
+}
+
+func TestVerifyWrongKey(t *testing.T) {
+	st, keys := goodTrail(t)
+	_, other, _ := ed25519.GenerateKey(nil)
+	r, err := Verify(context.Background(), st, "audit", other.Public().(ed25519.PublicKey), time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantProblem(t, r, KindSignature, keys[0])
+}
