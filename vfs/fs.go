@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -483,6 +484,10 @@ func (f *FS) renameDir(ctx context.Context, src, dst string) error {
 			return err
 		}
 	}
+	// Deepest keys first, the directory's own marker last: a directory store
+	// refuses to remove a non-empty directory, and a crash midway leaves the
+	// source directory still visible.
+	slices.Reverse(keys)
 	for _, k := range keys {
 		if err := f.store.Delete(ctx, k); err != nil {
 			return err

@@ -16,9 +16,11 @@ import (
 type Store interface {
 	// Stat returns the object at exactly key, or an error wrapping fs.ErrNotExist.
 	Stat(ctx context.Context, key string) (ObjectInfo, error)
-	// List returns one page of objects below opt.Prefix.
+	// List returns one page of objects below opt.Prefix, including the
+	// prefix's own "dir/" marker when it exists (as S3 does).
 	List(ctx context.Context, opt ListOptions) (Page, error)
-	// Create starts an upload that becomes visible only on Commit.
+	// Create starts an upload that becomes visible only on Commit. ctx
+	// bounds the whole upload: cancelling it aborts the upload.
 	Create(ctx context.Context, key string, opt CreateOptions) (Upload, error)
 	// Read streams length bytes (length < 0: to the end) from offset.
 	Read(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
