@@ -276,7 +276,7 @@ func (s *Server) handleConn(raw net.Conn) {
 	defer s.active.Add(-1)
 
 	algs := ssh.NegotiatedAlgorithms{}
-	if am, ok := any(sconn).(ssh.AlgorithmsConnMetadata); ok {
+	if am, ok := sconn.Conn.(ssh.AlgorithmsConnMetadata); ok {
 		algs = am.Algorithms()
 	}
 	sess := vfs.Session{

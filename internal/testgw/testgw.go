@@ -26,6 +26,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sftpgw/sftpgw/audit"
+	"github.com/sftpgw/sftpgw/audit/trail"
 	"github.com/sftpgw/sftpgw/authn"
 	"github.com/sftpgw/sftpgw/gateway"
 	"github.com/sftpgw/sftpgw/internal/testenv"
@@ -42,6 +43,9 @@ type Options struct {
 	Listen   string // default 127.0.0.1:0
 	Tweak    func(*gateway.Config)
 	WrapConn func(net.Conn) (net.Conn, error)
+	// Trail ships audit events to Stores["logs"] under "audit/" as the real
+	// gateway does (hash-chained, signed batches), flushing every 200 ms.
+	Trail bool
 }
 
 // Gateway is a running test gateway.
@@ -59,6 +63,9 @@ type Gateway struct {
 	Server     *gateway.Server
 	KnownHosts string
 	usersPath  string
+	// Trail and TrailKey are set with Options.Trail.
+	Trail    *trail.Trail
+	TrailKey ed25519.PrivateKey
 
 	mu       sync.Mutex
 	usedStep map[string]map[uint64]bool
@@ -120,6 +127,27 @@ func Start(t testing.TB, o Options) *Gateway {
 	}
 	g.Users = db
 	rec := audit.Multi(g.Events, audit.NewLogRecorder(log))
+	if o.Trail {
+		g.TrailKey, err = trail.LoadOrCreateKey(filepath.Join(g.Dir, "audit_key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := trail.New(trail.Options{Store: o.Stores["logs"], Prefix: "audit/", Instance: "gw-test",
+			SpoolDir: filepath.Join(g.Dir, "spool"), FlushInterval: 200 * time.Millisecond, Key: g.TrailKey, Log: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go tr.Run(ctx)
+		g.Trail = tr
+		t.Cleanup(func() {
+			cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer ccancel()
+			_ = tr.Close(cctx)
+			cancel()
+		})
+		rec = audit.Multi(rec, tr)
+	}
 	g.Auth = authn.New(authn.Options{Users: db, Roles: o.Roles, Lockout: o.Lockout, Log: log, Audit: rec})
 	_, hk, _ := ed25519.GenerateKey(rand.Reader)
 	signer, _ := ssh.NewSignerFromKey(hk)
