@@ -5,6 +5,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"net"
@@ -78,12 +79,32 @@ func DefaultAlgorithms() ssh.Algorithms {
 		KeyExchanges: []string{ssh.KeyExchangeMLKEM768X25519, ssh.KeyExchangeCurve25519},
 		Ciphers:      []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305, ssh.CipherAES256CTR, ssh.CipherAES128CTR},
 		MACs:         []string{ssh.HMACSHA256ETM, ssh.HMACSHA512ETM},
-		HostKeys: []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384,
-			ssh.KeyAlgoECDSA521, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256},
+		// No NIST-curve ECDSA host keys: ssh-audit fails them (curve
+		// provenance, nonce-reuse risk); RSA needs >= 3072 bits (New).
+		HostKeys: []string{ssh.KeyAlgoED25519, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256},
 		PublicKeyAuths: []string{ssh.KeyAlgoED25519, ssh.KeyAlgoSKED25519, ssh.KeyAlgoECDSA256,
 			ssh.KeyAlgoSKECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
 			ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256},
 	}
+}
+
+// minRSAHostKeyBits follows current guidance (NIST SP 800-57: 2048-bit RSA
+// gives only 112-bit strength); ssh-audit warns below it.
+const minRSAHostKeyBits = 3072
+
+func checkRSAHostKey(pk ssh.PublicKey) error {
+	cp, ok := pk.(ssh.CryptoPublicKey)
+	if !ok {
+		return errors.New("gateway: cannot inspect RSA host key")
+	}
+	rk, ok := cp.CryptoPublicKey().(*rsa.PublicKey)
+	if !ok {
+		return errors.New("gateway: cannot inspect RSA host key")
+	}
+	if n := rk.N.BitLen(); n < minRSAHostKeyBits {
+		return fmt.Errorf("gateway: RSA host key has %d bits, at least %d are required (or use ed25519)", n, minRSAHostKeyBits)
+	}
+	return nil
 }
 
 // New validates cfg and builds a Server.
@@ -115,6 +136,9 @@ func New(cfg Config) (*Server, error) {
 	algos := DefaultAlgorithms()
 	if cfg.Algorithms != nil {
 		algos = *cfg.Algorithms
+		if len(algos.HostKeys) == 0 { // an override of ciphers only keeps the host key policy
+			algos.HostKeys = DefaultAlgorithms().HostKeys
+		}
 	}
 	sc := &ssh.ServerConfig{
 		Config: ssh.Config{
@@ -136,15 +160,32 @@ func New(cfg Config) (*Server, error) {
 	for _, k := range cfg.HostKeys {
 		// RSA host keys sign with SHA-2 only; ssh-rsa (SHA-1) is never offered.
 		if k.PublicKey().Type() == ssh.KeyAlgoRSA {
+			if err := checkRSAHostKey(k.PublicKey()); err != nil {
+				return nil, err
+			}
 			as, ok := k.(ssh.AlgorithmSigner)
 			if !ok {
 				return nil, errors.New("gateway: RSA host key cannot sign with SHA-2")
 			}
-			ms, err := ssh.NewSignerWithAlgorithms(as, []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256})
+			var sigs []string
+			for _, a := range []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256} {
+				if allowed[a] {
+					sigs = append(sigs, a)
+				}
+			}
+			if len(sigs) == 0 {
+				return nil, errors.New("gateway: RSA host key configured but no rsa-sha2 host key algorithm is allowed")
+			}
+			ms, err := ssh.NewSignerWithAlgorithms(as, sigs)
 			if err != nil {
 				return nil, err
 			}
 			k = ms
+		} else if !allowed[k.PublicKey().Type()] {
+			// Refuse rather than skip: an operator must not believe a key
+			// is in use when clients never see it.
+			return nil, fmt.Errorf("gateway: host key type %s is not allowed (use ed25519, or RSA of at least %d bits)",
+				k.PublicKey().Type(), minRSAHostKeyBits)
 		}
 		sc.AddHostKey(k)
 	}
