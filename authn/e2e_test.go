@@ -599,6 +599,16 @@ func TestE2ELoginFailureBurstWarns(t *testing.T) {
 	if !strings.Contains(g.logs.String(), "login_failure_burst") {
 		t.Errorf("no warning:\n%s", g.logs.String())
 	}
+	// The third failure's audit event carries the burst (alerts match on it).
+	bursts := 0
+	for _, e := range g.events.all() {
+		if strings.Contains(e.Detail, "login failure burst") {
+			bursts++
+		}
+	}
+	if bursts != 1 {
+		t.Errorf("%d audit events note the burst, want 1", bursts)
+	}
 	// ...and alice herself is not locked out.
 	if _, _, err := g.login("alice", g.key("alice")); err != nil {
 		t.Errorf("burst locked the user out: %v", err)

@@ -67,6 +67,9 @@ func (a *Authenticator) fail(at *attempt, f failure) error {
 			a.log.Warn("login ban", "user", f.user, "source", sourceKey(at.client.Addr()), "duration", out.PairBan)
 		}
 		if out.UserBurst {
+			// In the event too, so the audit trail and alerts see the burst.
+			detail = appendDetail(detail, fmt.Sprintf("login failure burst: %d failures for the user within %s",
+				a.limit.cfg.MaxUserFailures, a.limit.cfg.Window))
 			a.log.Warn("login_failure_burst", "user", f.user, "failures", a.limit.cfg.MaxUserFailures,
 				"window", a.limit.cfg.Window, "last_client", at.clientStr)
 		}

@@ -39,6 +39,9 @@ type File struct {
 	Roles              []RoleBlock    `hcl:"role,block"`
 	Audit              *AuditBlock    `hcl:"audit,block"`
 	Lockout            *LockoutBlock  `hcl:"lockout,block"`
+	Alerts             []AlertBlock   `hcl:"alert,block"`
+	// Strict refuses to start when a bucket posture check fails.
+	Strict bool `hcl:"strict,optional"`
 }
 
 // StorageBlock is one bucket (or local directory).
@@ -54,6 +57,7 @@ type StorageBlock struct {
 	Root        string    `hcl:"root,optional"`
 	PartSize    string    `hcl:"part_size,optional"`
 	Concurrency int       `hcl:"upload_concurrency,optional"`
+	Retention   string    `hcl:"retention,optional"` // e.g. "24h": objects older are deleted
 	DefRange    hcl.Range `hcl:",def_range"`
 }
 
@@ -109,6 +113,8 @@ type Config struct {
 	Roles              map[string]*authn.Role
 	Audit              *Audit
 	Lockout            authn.Lockout
+	Alerts             []Alert
+	Strict             bool
 }
 
 // Audit is the validated audit block.
@@ -182,6 +188,7 @@ func validate(path string, raw *File) (*Config, error) {
 		Banner:             raw.Banner,
 		Storage:            map[string]StorageBlock{},
 		Roles:              map[string]*authn.Role{},
+		Strict:             raw.Strict,
 	}
 	whole := hcl.Range{Filename: path, Start: hcl.Pos{Line: 1}}
 	for _, k := range raw.HostKeys {
@@ -232,6 +239,9 @@ func validate(path string, raw *File) (*Config, error) {
 			if _, err := ParseSize(s.PartSize); err != nil {
 				return nil, at(s.DefRange, "storage %q: part_size: %v", s.Name, err)
 			}
+		}
+		if _, err := duration(s.Retention, 0); err != nil {
+			return nil, at(s.DefRange, "storage %q: retention: %v", s.Name, err)
 		}
 		c.Storage[s.Name] = s
 	}
@@ -288,6 +298,9 @@ func validate(path string, raw *File) (*Config, error) {
 			}
 		}
 		c.Audit = au
+	}
+	if c.Alerts, err = validateAlerts(raw.Alerts, rel); err != nil {
+		return nil, err
 	}
 	c.Lockout = authn.Lockout{}
 	if l := raw.Lockout; l != nil {
