@@ -65,7 +65,7 @@ func TestAlertAndRetentionErrors(t *testing.T) {
 	hook := func(body string) string { return fmt.Sprintf(base, "", "alert \"h\" {\n"+body+"\n}") }
 	cases := map[string]string{
 		fmt.Sprintf(base, `retention = "a day"`, ""): `storage "files": retention`,
-		fmt.Sprintf(base, `retention = "-1h"`, ""):  `retention`,
+		fmt.Sprintf(base, `retention = "-1h"`, ""):   `retention`,
 		hook(`url = "ftp://x/y"
 events = ["download"]
 secret_env = "S"`): `url must be an http(s) URL`,
