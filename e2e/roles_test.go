@@ -1,15 +1,24 @@
 package e2e
 
 import (
+	"bytes"
+	"crypto/md5"
 	"crypto/rand"
+	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"hash"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pkg/sftp"
 
 	"github.com/sftpgw/sftpgw/audit"
 	"github.com/sftpgw/sftpgw/internal/testgw"
@@ -271,4 +280,237 @@ func randomName() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// TestApplicantDownloadSideDoors tries every other way an applicant could
+// read a file back: the choke point must refuse each one, nothing of the
+// content may reach the client, and the file must stay intact.
+func TestApplicantDownloadSideDoors(t *testing.T) {
+	needTool(t, "sftp")
+	needTool(t, "scp")
+	g := testgw.Start(t, testgw.Options{})
+	a := g.AddUser("applicant", false)
+	other := g.AddUser("applicant", false)
+	home := "user/" + a.Name + "/"
+	marker := "SIDE-DOOR-SECRET-" + randomName()
+	secret := []byte(strings.Repeat(marker+"\n", 40))
+	seed(t, g, "files", home+"secret.txt", secret)
+	seed(t, g, "files", home+"movable.txt", []byte("x"))
+	c, bucket := s3Client(t, g, "files")
+	secretSHA := objectSHA(t, c, bucket, home+"secret.txt")
+	local := t.TempDir()
+	cl := &sshClient{g: g, u: a}
+
+	leaked := func(t *testing.T, door, out string) {
+		t.Helper()
+		if strings.Contains(out, marker) {
+			t.Errorf("%s: secret content reached the client:\n%s", door, out)
+		}
+	}
+	noLocal := func(t *testing.T, door, name string) {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(local, name))
+		if err == nil && strings.Contains(string(b), marker) {
+			t.Errorf("%s: secret content written to %s", door, name)
+		}
+	}
+	mustFail := func(t *testing.T, door, out string, err error, want string) {
+		t.Helper()
+		leaked(t, door, out)
+		if err == nil {
+			t.Errorf("%s succeeded:\n%s", door, out)
+		} else if want != "" && !strings.Contains(out, want) {
+			t.Errorf("%s: output lacks %q:\n%s", door, want, out)
+		}
+	}
+
+	t.Run("sftp get", func(t *testing.T) {
+		out, err := cl.sftp("get secret.txt " + filepath.Join(local, "get.txt"))
+		mustFail(t, "get", out, err, "Permission denied")
+		noLocal(t, "get", "get.txt")
+		out, err = cl.sftp("reget secret.txt " + filepath.Join(local, "get.txt"))
+		mustFail(t, "reget", out, err, "")
+	})
+
+	t.Run("read through a write handle", func(t *testing.T) {
+		sc, err := sftp.NewClient(goSSH(t, g, a))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sc.Open("secret.txt"); !errors.Is(err, os.ErrPermission) {
+			t.Errorf("open for reading: %v, want permission denied", err)
+		}
+		// Without O_TRUNC the open itself may be refused (no in-place
+		// edits); with it, it is an upload the applicant may make.
+		for _, fl := range []int{os.O_RDWR, os.O_RDWR | os.O_TRUNC} {
+			f, err := sc.OpenFile("secret.txt", fl)
+			if err != nil {
+				if fl&os.O_TRUNC != 0 || !(isPermission(err) || isUnsupported(err)) {
+					t.Errorf("open read-write (flags %#x): %v", fl, err)
+				}
+				continue
+			}
+			buf := make([]byte, 4096)
+			n, err := f.ReadAt(buf, 0)
+			if !isPermission(err) {
+				t.Errorf("ReadAt on a write handle (flags %#x): n=%d err=%v, want permission denied", fl, n, err)
+			}
+			leaked(t, "ReadAt", string(buf[:n]))
+		}
+		// Never Close the handles: that would commit an upload over the
+		// file. Dropping the connection aborts them instead.
+		_ = sc.Close()
+	})
+
+	t.Run("raw packets and extensions", func(t *testing.T) {
+		p := newRawSFTP(t, goSSH(t, g, a))
+		for _, ext := range []string{"copy-data", "check-file", "check-file-name", "check-file-handle", "md5-hash", "md5-hash-handle", "copy-file"} {
+			if _, ok := p.exts[ext]; ok {
+				t.Errorf("server announces extension %s", ext)
+			}
+		}
+		if _, code := p.open("secret.txt", pflagRead); code != fxPermissionDenied {
+			t.Errorf("OPEN for read: status %d, want %d", code, fxPermissionDenied)
+		}
+		if h, code := p.open("secret.txt", pflagRead|pflagWrite); code == fxOK {
+			if code, err := status(p.request(fxpRead, cat(sstr(h), u64(0), u32(4096)))); err != nil || code != fxPermissionDenied {
+				t.Errorf("READ on a read-write handle: status %d err %v, want %d", code, err, fxPermissionDenied)
+			}
+		} else if code != fxOpUnsupported && code != fxPermissionDenied {
+			t.Errorf("OPEN read-write without truncation: status %d", code)
+		}
+		rw, code := p.open("secret.txt", pflagRead|pflagWrite|pflagTrunc)
+		if code != fxOK {
+			t.Fatalf("OPEN read-write-truncate (an upload): status %d", code)
+		}
+		if code, err := status(p.request(fxpRead, cat(sstr(rw), u64(0), u32(4096)))); err != nil || code != fxPermissionDenied {
+			t.Errorf("READ on a read-write handle: status %d err %v, want %d", code, err, fxPermissionDenied)
+		}
+		wh, code := p.open("copy-target.bin", pflagWrite|pflagCreat|pflagTrunc)
+		if code != fxOK {
+			t.Fatalf("OPEN for upload: status %d", code)
+		}
+		hashes := "md5,sha1,sha224,sha256,sha384,sha512,crc32"
+		reqs := []struct {
+			name string
+			data []byte
+		}{
+			{"copy-data", cat(sstr(rw), u64(0), u64(0), sstr(wh), u64(0))},
+			{"check-file-name", cat(sstr("secret.txt"), sstr(hashes), u64(0), u64(0), u32(0))},
+			{"check-file-handle", cat(sstr(rw), sstr(hashes), u64(0), u64(0), u32(0))},
+			{"check-file", cat(sstr(rw), sstr(hashes), u64(0), u64(0), u32(0))},
+			{"md5-hash", cat(sstr("secret.txt"), u64(0), u64(0), sstr(""))},
+			{"md5-hash-handle", cat(sstr(rw), u64(0), u64(0), sstr(""))},
+			{"copy-file", cat(sstr("secret.txt"), sstr("copy.txt"), []byte{1})},
+			{"hardlink@openssh.com", cat(sstr("secret.txt"), sstr("hard.txt"))},
+		}
+		for _, r := range reqs {
+			code, err := status(p.extended(r.name, r.data))
+			t.Logf("extension %s: status %d", r.name, code)
+			if err != nil || (code != fxOpUnsupported && code != fxPermissionDenied) {
+				t.Errorf("extension %s: status %d err %v, want OP_UNSUPPORTED or PERMISSION_DENIED", r.name, code, err)
+			}
+		}
+		// The connection stays usable: the refusals were answers, not crashes.
+		if _, code := p.open("secret.txt", pflagRead); code != fxPermissionDenied {
+			t.Errorf("OPEN after the extensions: status %d", code)
+		}
+		sums := [][]byte{}
+		for _, h := range []hash.Hash{md5.New(), sha1.New(), sha256.New(), sha512.New()} {
+			h.Write(secret)
+			s := h.Sum(nil)
+			sums = append(sums, s, []byte(hex.EncodeToString(s)))
+		}
+		for _, body := range p.seen {
+			if bytes.Contains(body, []byte(marker)) {
+				t.Errorf("a reply carried the secret content: %q", body)
+			}
+			for _, s := range sums {
+				if bytes.Contains(body, s) {
+					t.Errorf("a reply carried a hash of the secret: %q", body)
+				}
+			}
+		}
+	})
+
+	t.Run("scp legacy and sftp modes", func(t *testing.T) {
+		out, err := cl.run("", "scp", "-O", a.Name+"@"+g.Host+":secret.txt", filepath.Join(local, "scp-legacy.txt"))
+		mustFail(t, "scp -O", out, err, "")
+		noLocal(t, "scp -O", "scp-legacy.txt")
+		out, err = cl.run("", "scp", a.Name+"@"+g.Host+":secret.txt", filepath.Join(local, "scp-sftp.txt"))
+		mustFail(t, "scp (sftp mode)", out, err, "Permission denied")
+		noLocal(t, "scp (sftp mode)", "scp-sftp.txt")
+	})
+
+	t.Run("exec", func(t *testing.T) {
+		for _, remote := range [][]string{{"scp", "-f", "secret.txt"}, {"cat", "secret.txt"}, {"sh", "-c", "cat secret.txt"}} {
+			out, err := cl.ssh([]string{"-T"}, remote...)
+			// OpenSSH stops at the refused request ("exec request failed").
+			mustFail(t, strings.Join(remote, " "), out, err, "request failed")
+		}
+	})
+
+	t.Run("links", func(t *testing.T) {
+		for _, cmd := range []string{"symlink secret.txt link.txt", "ln secret.txt hard.txt", "ln -s secret.txt link2.txt"} {
+			out, err := cl.sftp(cmd)
+			mustFail(t, cmd, out, err, "")
+		}
+		for _, name := range []string{"link.txt", "hard.txt", "link2.txt"} {
+			out, err := cl.sftp("get " + name + " " + filepath.Join(local, name))
+			mustFail(t, "get "+name, out, err, "")
+			noLocal(t, "get "+name, name)
+			if exists(t, c, bucket, home+name) {
+				t.Errorf("%s was created", name)
+			}
+		}
+	})
+
+	t.Run("rename out of the home", func(t *testing.T) {
+		out, err := cl.sftp("rename movable.txt ../" + other.Name + "/stolen.txt")
+		if err != nil {
+			t.Fatalf("rename inside the home: %v\n%s", err, out)
+		}
+		if !exists(t, c, bucket, home+other.Name+"/stolen.txt") {
+			t.Error("rename target did not land inside the home")
+		}
+		out, err = cl.sftp("rename secret.txt /../../../top.txt\nrename /top.txt secret.txt")
+		if err != nil {
+			t.Fatalf("rename: %v\n%s", err, out)
+		}
+	})
+
+	waitFor(t, 30*time.Second, "aborted uploads", func() bool { return g.Server.Uploads().Active() == 0 })
+	for _, k := range allKeys(t, c, bucket) {
+		if !strings.HasPrefix(k, home) {
+			t.Errorf("key %q is outside %s's home", k, a.Name)
+		}
+	}
+	if got := objectSHA(t, c, bucket, home+"secret.txt"); got != secretSHA {
+		t.Error("the secret file was changed by the attempts")
+	}
+	for _, want := range []audit.Event{
+		{User: a.Name, Op: "download", Result: "denied"},
+		{User: a.Name, Op: "read_from_upload_handle", Result: "denied"},
+		{User: a.Name, Op: "ssh_request", Result: "denied"},
+		{User: a.Name, Op: "symlink", Result: "denied"},
+		{User: a.Name, Op: "link", Result: "denied"},
+	} {
+		if len(g.Events.Find(want)) == 0 {
+			t.Errorf("no audit event %s/%s", want.Op, want.Result)
+		}
+	}
+	if n := len(g.Events.Find(audit.Event{User: a.Name, Op: "download", Result: "ok"})); n != 0 {
+		t.Errorf("%d successful downloads audited for an applicant", n)
+	}
+}
+
+func isUnsupported(err error) bool {
+	var se *sftp.StatusError
+	return errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxOpUnsupported
+}
+
+// isPermission recognises SSH_FX_PERMISSION_DENIED however pkg/sftp wraps it.
+func isPermission(err error) bool {
+	var se *sftp.StatusError
+	return errors.Is(err, os.ErrPermission) || (errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxPermissionDenied)
 }

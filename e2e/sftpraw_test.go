@@ -1,0 +1,192 @@
+package e2e
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// SFTP v3 packet types and status codes used by the raw client.
+const (
+	fxpInit     = 1
+	fxpVersion  = 2
+	fxpOpen     = 3
+	fxpClose    = 4
+	fxpRead     = 5
+	fxpWrite    = 6
+	fxpStatus   = 101
+	fxpHandle   = 102
+	fxpData     = 103
+	fxpExtended = 200
+	fxpExtReply = 201
+
+	fxOK               = 0
+	fxPermissionDenied = 3
+	fxOpUnsupported    = 8
+
+	pflagRead  = 0x01
+	pflagWrite = 0x02
+	pflagCreat = 0x08
+	pflagTrunc = 0x10
+)
+
+// rawSFTP speaks SFTP packets directly over a session channel, to send
+// requests no client library offers (arbitrary extensions).
+type rawSFTP struct {
+	t    *testing.T
+	sess *ssh.Session
+	w    io.WriteCloser
+	r    io.Reader
+	id   uint32
+	exts map[string]string
+	seen [][]byte // every reply payload, for "never leaked" checks
+}
+
+func newRawSFTP(t *testing.T, c *ssh.Client) *rawSFTP {
+	t.Helper()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RequestSubsystem("sftp"); err != nil {
+		t.Fatal(err)
+	}
+	p := &rawSFTP{t: t, sess: s, w: w, r: r, exts: map[string]string{}}
+	t.Cleanup(func() { _ = w.Close(); _ = s.Close() })
+	p.send(fxpInit, u32(3))
+	typ, body := p.recv()
+	if typ != fxpVersion || len(body) < 4 {
+		t.Fatalf("no VERSION reply (type %d)", typ)
+	}
+	for rest := body[4:]; len(rest) > 0; {
+		var name, data string
+		name, rest = str(t, rest)
+		data, rest = str(t, rest)
+		p.exts[name] = data
+	}
+	return p
+}
+
+func u32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+func sstr(s string) []byte {
+	return append(u32(uint32(len(s))), s...)
+}
+func cat(parts ...[]byte) []byte {
+	var b []byte
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	return b
+}
+
+func str(t *testing.T, b []byte) (string, []byte) {
+	t.Helper()
+	if len(b) < 4 || uint32(len(b)-4) < binary.BigEndian.Uint32(b) {
+		t.Fatalf("short string in reply")
+	}
+	n := binary.BigEndian.Uint32(b)
+	return string(b[4 : 4+n]), b[4+n:]
+}
+
+func (p *rawSFTP) send(typ byte, payload []byte) {
+	p.t.Helper()
+	pkt := append(u32(uint32(len(payload)+1)), typ)
+	if _, err := p.w.Write(append(pkt, payload...)); err != nil {
+		p.t.Fatalf("send: %v", err)
+	}
+}
+
+// recv reads one packet; a hung server fails the test instead of hanging it.
+func (p *rawSFTP) recv() (byte, []byte) {
+	p.t.Helper()
+	type res struct {
+		typ  byte
+		body []byte
+		err  error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		var hdr [5]byte
+		if _, err := io.ReadFull(p.r, hdr[:]); err != nil {
+			ch <- res{err: err}
+			return
+		}
+		n := binary.BigEndian.Uint32(hdr[:4])
+		if n < 1 || n > 1<<20 {
+			ch <- res{err: fmt.Errorf("bad packet length %d", n)}
+			return
+		}
+		body := make([]byte, n-1)
+		_, err := io.ReadFull(p.r, body)
+		ch <- res{typ: hdr[4], body: body, err: err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			p.t.Fatalf("recv: %v", r.err)
+		}
+		p.seen = append(p.seen, r.body)
+		return r.typ, r.body
+	case <-time.After(20 * time.Second):
+		p.t.Fatal("no reply within 20s")
+	}
+	return 0, nil
+}
+
+// request sends a packet with a fresh id and returns the reply to it.
+func (p *rawSFTP) request(typ byte, payload []byte) (byte, []byte) {
+	p.t.Helper()
+	p.id++
+	p.send(typ, cat(u32(p.id), payload))
+	rt, body := p.recv()
+	if len(body) < 4 || binary.BigEndian.Uint32(body) != p.id {
+		p.t.Fatalf("reply type %d does not answer request %d", rt, p.id)
+	}
+	return rt, body[4:]
+}
+
+// status decodes a STATUS reply; other reply types are an error.
+func status(typ byte, body []byte) (uint32, error) {
+	if typ != fxpStatus {
+		return 0, fmt.Errorf("reply type %d, not STATUS", typ)
+	}
+	if len(body) < 4 {
+		return 0, errors.New("short STATUS")
+	}
+	return binary.BigEndian.Uint32(body), nil
+}
+
+// open returns a handle, or the status code of the refusal.
+func (p *rawSFTP) open(name string, pflags uint32) (string, uint32) {
+	p.t.Helper()
+	typ, body := p.request(fxpOpen, cat(sstr(name), u32(pflags), u32(0)))
+	if typ == fxpHandle {
+		h, _ := str(p.t, body)
+		return h, fxOK
+	}
+	code, err := status(typ, body)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return "", code
+}
+
+// extended sends SSH_FXP_EXTENDED name with data.
+func (p *rawSFTP) extended(name string, data []byte) (byte, []byte) {
+	p.t.Helper()
+	return p.request(fxpExtended, cat(sstr(name), data))
+}
