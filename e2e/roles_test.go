@@ -35,7 +35,9 @@ type roleHome struct {
 	upSHA  string
 }
 
-func (h *roleHome) seed(name string, data []byte) { seed(h.t, h.g, h.store, h.prefix+name, data) }
+func (h *roleHome) seedObject(name string, data []byte) {
+	seedObject(h.t, h.g, h.store, h.prefix+name, data)
+}
 
 func (h *roleHome) exists(name string) bool {
 	c, bucket := s3Client(h.t, h.g, h.store)
@@ -64,7 +66,7 @@ func matrixOps() []matrixOp {
 	sum := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 	return []matrixOp{
 		{name: "ls", path: "/ls-dir", ops: []string{"list"},
-			setup: func(h *roleHome) { h.seed("ls-dir/inside.txt", []byte("x")) },
+			setup: func(h *roleHome) { h.seedObject("ls-dir/inside.txt", []byte("x")) },
 			cmd:   func(*roleHome) string { return "ls -l ls-dir" },
 			effect: func(_ *roleHome, out string) string {
 				if !strings.Contains(out, "inside.txt") {
@@ -73,7 +75,7 @@ func matrixOps() []matrixOp {
 				return ""
 			}},
 		{name: "stat", path: "/stat.txt", ops: []string{"stat"},
-			setup: func(h *roleHome) { h.seed("stat.txt", make([]byte, 4321)) },
+			setup: func(h *roleHome) { h.seedObject("stat.txt", make([]byte, 4321)) },
 			cmd:   func(*roleHome) string { return "ls -l stat.txt" },
 			effect: func(_ *roleHome, out string) string {
 				if !strings.Contains(out, "4321") {
@@ -82,7 +84,7 @@ func matrixOps() []matrixOp {
 				return ""
 			}},
 		{name: "get", path: "/get.txt", ops: []string{"download"},
-			setup: func(h *roleHome) { h.seed("get.txt", getData) },
+			setup: func(h *roleHome) { h.seedObject("get.txt", getData) },
 			cmd:   func(h *roleHome) string { return "get get.txt " + filepath.Join(h.local, "got.txt") },
 			effect: func(h *roleHome, _ string) string {
 				if _, err := os.Stat(filepath.Join(h.local, "got.txt")); err != nil {
@@ -102,7 +104,7 @@ func matrixOps() []matrixOp {
 				return ""
 			}},
 		{name: "overwrite", path: "/overwrite.txt", ops: []string{"overwrite", "upload"},
-			setup: func(h *roleHome) { h.seed("overwrite.txt", []byte("old content")) },
+			setup: func(h *roleHome) { h.seedObject("overwrite.txt", []byte("old content")) },
 			cmd:   func(h *roleHome) string { return "put " + h.upload + " overwrite.txt" },
 			effect: func(h *roleHome, _ string) string {
 				if h.sha("overwrite.txt") != h.upSHA {
@@ -111,7 +113,7 @@ func matrixOps() []matrixOp {
 				return ""
 			}},
 		{name: "rm", path: "/rm.txt", ops: []string{"delete"},
-			setup: func(h *roleHome) { h.seed("rm.txt", []byte("x")) },
+			setup: func(h *roleHome) { h.seedObject("rm.txt", []byte("x")) },
 			cmd:   func(*roleHome) string { return "rm rm.txt" },
 			effect: func(h *roleHome, _ string) string {
 				if h.exists("rm.txt") {
@@ -120,7 +122,7 @@ func matrixOps() []matrixOp {
 				return ""
 			}},
 		{name: "rename", path: "/rename.txt", ops: []string{"rename"},
-			setup: func(h *roleHome) { h.seed("rename.txt", []byte("x")) },
+			setup: func(h *roleHome) { h.seedObject("rename.txt", []byte("x")) },
 			cmd:   func(*roleHome) string { return "rename rename.txt renamed.txt" },
 			effect: func(h *roleHome, _ string) string {
 				if h.exists("rename.txt") || !h.exists("renamed.txt") {
@@ -137,7 +139,7 @@ func matrixOps() []matrixOp {
 				return ""
 			}},
 		{name: "rmdir", path: "/olddir", ops: []string{"rmdir"},
-			setup: func(h *roleHome) { h.seed("olddir/", nil) },
+			setup: func(h *roleHome) { h.seedObject("olddir/", nil) },
 			cmd:   func(*roleHome) string { return "rmdir olddir" },
 			effect: func(h *roleHome, _ string) string {
 				if h.exists("olddir/") {
@@ -146,7 +148,7 @@ func matrixOps() []matrixOp {
 				return ""
 			}},
 		{name: "chmod", path: "/chmod.txt", ops: []string{"setstat"},
-			setup: func(h *roleHome) { h.seed("chmod.txt", []byte("x")) },
+			setup: func(h *roleHome) { h.seedObject("chmod.txt", []byte("x")) },
 			cmd:   func(*roleHome) string { return "chmod 600 chmod.txt" },
 			effect: func(h *roleHome, _ string) string {
 				if !h.exists("chmod.txt") {
@@ -175,7 +177,7 @@ func TestRolePermissionMatrix(t *testing.T) {
 	}
 	// The auditor reads what the audit trail wrote: put a few such objects there.
 	for i := range 3 {
-		seed(t, g, "logs", fmt.Sprintf("audit/2025/01/0%d/batch-%d.jsonl", i+1, i), []byte(`{"seq":1}`+"\n"))
+		seedObject(t, g, "logs", fmt.Sprintf("audit/2025/01/0%d/batch-%d.jsonl", i+1, i), []byte(`{"seq":1}`+"\n"))
 	}
 	ops := matrixOps()
 	observed := map[string]map[string]string{}
@@ -232,7 +234,7 @@ func TestRolePermissionMatrix(t *testing.T) {
 // "denied", or a description of an inconsistent outcome.
 func runMatrixOp(t *testing.T, g *testgw.Gateway, c *sshClient, h *roleHome, op matrixOp) string {
 	t.Helper()
-	before := snapshot(t, g, h.store)
+	before := bucketSnapshot(t, g, h.store)
 	n := len(g.Events.All())
 	out, err := c.sftp(op.cmd(h))
 	var evs []audit.Event
@@ -264,7 +266,7 @@ func runMatrixOp(t *testing.T, g *testgw.Gateway, c *sshClient, h *roleHome, op 
 		if !result("denied") {
 			return fmt.Sprintf("denied without a denied audit event (events %+v)", evs)
 		}
-		if d := diffSnapshots(before, snapshot(t, g, h.store)); d != "" {
+		if d := diffSnapshots(before, bucketSnapshot(t, g, h.store)); d != "" {
 			return "denied but the store changed: " + d
 		}
 		if _, err := os.Stat(filepath.Join(h.local, "got.txt")); op.name == "get" && err == nil {
@@ -276,7 +278,7 @@ func runMatrixOp(t *testing.T, g *testgw.Gateway, c *sshClient, h *roleHome, op 
 	return fmt.Sprintf("failed otherwise (err=%v)", err)
 }
 
-func randomName() string {
+func randomSuffix() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
@@ -292,10 +294,10 @@ func TestApplicantDownloadSideDoors(t *testing.T) {
 	a := g.AddUser("applicant", false)
 	other := g.AddUser("applicant", false)
 	home := "user/" + a.Name + "/"
-	marker := "SIDE-DOOR-SECRET-" + randomName()
+	marker := "SIDE-DOOR-SECRET-" + randomSuffix()
 	secret := []byte(strings.Repeat(marker+"\n", 40))
-	seed(t, g, "files", home+"secret.txt", secret)
-	seed(t, g, "files", home+"movable.txt", []byte("x"))
+	seedObject(t, g, "files", home+"secret.txt", secret)
+	seedObject(t, g, "files", home+"movable.txt", []byte("x"))
 	c, bucket := s3Client(t, g, "files")
 	secretSHA := objectSHA(t, c, bucket, home+"secret.txt")
 	local := t.TempDir()
@@ -333,7 +335,7 @@ func TestApplicantDownloadSideDoors(t *testing.T) {
 	})
 
 	t.Run("read through a write handle", func(t *testing.T) {
-		sc, err := sftp.NewClient(goSSH(t, g, a))
+		sc, err := sftp.NewClient(dialGo(t, g, a))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -345,14 +347,14 @@ func TestApplicantDownloadSideDoors(t *testing.T) {
 		for _, fl := range []int{os.O_RDWR, os.O_RDWR | os.O_TRUNC} {
 			f, err := sc.OpenFile("secret.txt", fl)
 			if err != nil {
-				if fl&os.O_TRUNC != 0 || !(isPermission(err) || isUnsupported(err)) {
+				if fl&os.O_TRUNC != 0 || !(isFxPermission(err) || isFxUnsupported(err)) {
 					t.Errorf("open read-write (flags %#x): %v", fl, err)
 				}
 				continue
 			}
 			buf := make([]byte, 4096)
 			n, err := f.ReadAt(buf, 0)
-			if !isPermission(err) {
+			if !isFxPermission(err) {
 				t.Errorf("ReadAt on a write handle (flags %#x): n=%d err=%v, want permission denied", fl, n, err)
 			}
 			leaked(t, "ReadAt", string(buf[:n]))
@@ -363,7 +365,7 @@ func TestApplicantDownloadSideDoors(t *testing.T) {
 	})
 
 	t.Run("raw packets and extensions", func(t *testing.T) {
-		p := newRawSFTP(t, goSSH(t, g, a))
+		p := newRawSFTP(t, dialGo(t, g, a))
 		for _, ext := range []string{"copy-data", "check-file", "check-file-name", "check-file-handle", "md5-hash", "md5-hash-handle", "copy-file"} {
 			if _, ok := p.exts[ext]; ok {
 				t.Errorf("server announces extension %s", ext)
@@ -373,7 +375,7 @@ func TestApplicantDownloadSideDoors(t *testing.T) {
 			t.Errorf("OPEN for read: status %d, want %d", code, fxPermissionDenied)
 		}
 		if h, code := p.open("secret.txt", pflagRead|pflagWrite); code == fxOK {
-			if code, err := status(p.request(fxpRead, cat(sstr(h), u64(0), u32(4096)))); err != nil || code != fxPermissionDenied {
+			if code, err := rawStatus(p.request(fxpRead, rawCat(rawStr(h), rawU64(0), rawU32(4096)))); err != nil || code != fxPermissionDenied {
 				t.Errorf("READ on a read-write handle: status %d err %v, want %d", code, err, fxPermissionDenied)
 			}
 		} else if code != fxOpUnsupported && code != fxPermissionDenied {
@@ -383,7 +385,7 @@ func TestApplicantDownloadSideDoors(t *testing.T) {
 		if code != fxOK {
 			t.Fatalf("OPEN read-write-truncate (an upload): status %d", code)
 		}
-		if code, err := status(p.request(fxpRead, cat(sstr(rw), u64(0), u32(4096)))); err != nil || code != fxPermissionDenied {
+		if code, err := rawStatus(p.request(fxpRead, rawCat(rawStr(rw), rawU64(0), rawU32(4096)))); err != nil || code != fxPermissionDenied {
 			t.Errorf("READ on a read-write handle: status %d err %v, want %d", code, err, fxPermissionDenied)
 		}
 		wh, code := p.open("copy-target.bin", pflagWrite|pflagCreat|pflagTrunc)
@@ -395,17 +397,17 @@ func TestApplicantDownloadSideDoors(t *testing.T) {
 			name string
 			data []byte
 		}{
-			{"copy-data", cat(sstr(rw), u64(0), u64(0), sstr(wh), u64(0))},
-			{"check-file-name", cat(sstr("secret.txt"), sstr(hashes), u64(0), u64(0), u32(0))},
-			{"check-file-handle", cat(sstr(rw), sstr(hashes), u64(0), u64(0), u32(0))},
-			{"check-file", cat(sstr(rw), sstr(hashes), u64(0), u64(0), u32(0))},
-			{"md5-hash", cat(sstr("secret.txt"), u64(0), u64(0), sstr(""))},
-			{"md5-hash-handle", cat(sstr(rw), u64(0), u64(0), sstr(""))},
-			{"copy-file", cat(sstr("secret.txt"), sstr("copy.txt"), []byte{1})},
-			{"hardlink@openssh.com", cat(sstr("secret.txt"), sstr("hard.txt"))},
+			{"copy-data", rawCat(rawStr(rw), rawU64(0), rawU64(0), rawStr(wh), rawU64(0))},
+			{"check-file-name", rawCat(rawStr("secret.txt"), rawStr(hashes), rawU64(0), rawU64(0), rawU32(0))},
+			{"check-file-handle", rawCat(rawStr(rw), rawStr(hashes), rawU64(0), rawU64(0), rawU32(0))},
+			{"check-file", rawCat(rawStr(rw), rawStr(hashes), rawU64(0), rawU64(0), rawU32(0))},
+			{"md5-hash", rawCat(rawStr("secret.txt"), rawU64(0), rawU64(0), rawStr(""))},
+			{"md5-hash-handle", rawCat(rawStr(rw), rawU64(0), rawU64(0), rawStr(""))},
+			{"copy-file", rawCat(rawStr("secret.txt"), rawStr("copy.txt"), []byte{1})},
+			{"hardlink@openssh.com", rawCat(rawStr("secret.txt"), rawStr("hard.txt"))},
 		}
 		for _, r := range reqs {
-			code, err := status(p.extended(r.name, r.data))
+			code, err := rawStatus(p.extended(r.name, r.data))
 			t.Logf("extension %s: status %d", r.name, code)
 			if err != nil || (code != fxOpUnsupported && code != fxPermissionDenied) {
 				t.Errorf("extension %s: status %d err %v, want OP_UNSUPPORTED or PERMISSION_DENIED", r.name, code, err)
@@ -504,13 +506,13 @@ func TestApplicantDownloadSideDoors(t *testing.T) {
 	}
 }
 
-func isUnsupported(err error) bool {
+func isFxUnsupported(err error) bool {
 	var se *sftp.StatusError
 	return errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxOpUnsupported
 }
 
-// isPermission recognises SSH_FX_PERMISSION_DENIED however pkg/sftp wraps it.
-func isPermission(err error) bool {
+// isFxPermission recognises SSH_FX_PERMISSION_DENIED however pkg/sftp wraps it.
+func isFxPermission(err error) bool {
 	var se *sftp.StatusError
 	return errors.Is(err, os.ErrPermission) || (errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxPermissionDenied)
 }

@@ -66,26 +66,26 @@ func newRawSFTP(t *testing.T, c *ssh.Client) *rawSFTP {
 	}
 	p := &rawSFTP{t: t, sess: s, w: w, r: r, exts: map[string]string{}}
 	t.Cleanup(func() { _ = w.Close(); _ = s.Close() })
-	p.send(fxpInit, u32(3))
+	p.send(fxpInit, rawU32(3))
 	typ, body := p.recv()
 	if typ != fxpVersion || len(body) < 4 {
 		t.Fatalf("no VERSION reply (type %d)", typ)
 	}
 	for rest := body[4:]; len(rest) > 0; {
 		var name, data string
-		name, rest = str(t, rest)
-		data, rest = str(t, rest)
+		name, rest = rawParseStr(t, rest)
+		data, rest = rawParseStr(t, rest)
 		p.exts[name] = data
 	}
 	return p
 }
 
-func u32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
-func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
-func sstr(s string) []byte {
-	return append(u32(uint32(len(s))), s...)
+func rawU32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+func rawU64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+func rawStr(s string) []byte {
+	return append(rawU32(uint32(len(s))), s...)
 }
-func cat(parts ...[]byte) []byte {
+func rawCat(parts ...[]byte) []byte {
 	var b []byte
 	for _, p := range parts {
 		b = append(b, p...)
@@ -93,7 +93,7 @@ func cat(parts ...[]byte) []byte {
 	return b
 }
 
-func str(t *testing.T, b []byte) (string, []byte) {
+func rawParseStr(t *testing.T, b []byte) (string, []byte) {
 	t.Helper()
 	if len(b) < 4 || uint32(len(b)-4) < binary.BigEndian.Uint32(b) {
 		t.Fatalf("short string in reply")
@@ -104,7 +104,7 @@ func str(t *testing.T, b []byte) (string, []byte) {
 
 func (p *rawSFTP) send(typ byte, payload []byte) {
 	p.t.Helper()
-	pkt := append(u32(uint32(len(payload)+1)), typ)
+	pkt := append(rawU32(uint32(len(payload)+1)), typ)
 	if _, err := p.w.Write(append(pkt, payload...)); err != nil {
 		p.t.Fatalf("send: %v", err)
 	}
@@ -151,7 +151,7 @@ func (p *rawSFTP) recv() (byte, []byte) {
 func (p *rawSFTP) request(typ byte, payload []byte) (byte, []byte) {
 	p.t.Helper()
 	p.id++
-	p.send(typ, cat(u32(p.id), payload))
+	p.send(typ, rawCat(rawU32(p.id), payload))
 	rt, body := p.recv()
 	if len(body) < 4 || binary.BigEndian.Uint32(body) != p.id {
 		p.t.Fatalf("reply type %d does not answer request %d", rt, p.id)
@@ -160,7 +160,7 @@ func (p *rawSFTP) request(typ byte, payload []byte) (byte, []byte) {
 }
 
 // status decodes a STATUS reply; other reply types are an error.
-func status(typ byte, body []byte) (uint32, error) {
+func rawStatus(typ byte, body []byte) (uint32, error) {
 	if typ != fxpStatus {
 		return 0, fmt.Errorf("reply type %d, not STATUS", typ)
 	}
@@ -173,12 +173,12 @@ func status(typ byte, body []byte) (uint32, error) {
 // open returns a handle, or the status code of the refusal.
 func (p *rawSFTP) open(name string, pflags uint32) (string, uint32) {
 	p.t.Helper()
-	typ, body := p.request(fxpOpen, cat(sstr(name), u32(pflags), u32(0)))
+	typ, body := p.request(fxpOpen, rawCat(rawStr(name), rawU32(pflags), rawU32(0)))
 	if typ == fxpHandle {
-		h, _ := str(p.t, body)
+		h, _ := rawParseStr(p.t, body)
 		return h, fxOK
 	}
-	code, err := status(typ, body)
+	code, err := rawStatus(typ, body)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -188,5 +188,5 @@ func (p *rawSFTP) open(name string, pflags uint32) (string, uint32) {
 // extended sends SSH_FXP_EXTENDED name with data.
 func (p *rawSFTP) extended(name string, data []byte) (byte, []byte) {
 	p.t.Helper()
-	return p.request(fxpExtended, cat(sstr(name), data))
+	return p.request(fxpExtended, rawCat(rawStr(name), data))
 }

@@ -97,7 +97,7 @@ func (c *sshClient) startMaster(t *testing.T, extra ...string) {
 	c.ctl = ""
 	cmd := c.command(context.Background(), "ssh", args...)
 	c.ctl = save
-	var out syncBuffer
+	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -135,25 +135,25 @@ func (c *sshClient) startMaster(t *testing.T, extra ...string) {
 	}
 }
 
-type syncBuffer struct {
+type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *lockedBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *lockedBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
 }
 
-// goSSH opens an x/crypto SSH connection as u (for raw protocol tests).
-func goSSH(t *testing.T, g *testgw.Gateway, u *testgw.User) *ssh.Client {
+// dialGo opens an x/crypto SSH connection as u (for raw protocol tests).
+func dialGo(t *testing.T, g *testgw.Gateway, u *testgw.User) *ssh.Client {
 	t.Helper()
 	hk, err := knownhosts.New(g.KnownHosts)
 	if err != nil {
@@ -169,7 +169,7 @@ func goSSH(t *testing.T, g *testgw.Gateway, u *testgw.User) *ssh.Client {
 }
 
 // seed writes an object straight into a store, bypassing the gateway.
-func seed(t *testing.T, g *testgw.Gateway, store, key string, data []byte) {
+func seedObject(t *testing.T, g *testgw.Gateway, store, key string, data []byte) {
 	t.Helper()
 	ctx := context.Background()
 	up, err := g.Stores[store].Create(ctx, key, vfs.CreateOptions{SizeHint: int64(len(data))})
@@ -186,7 +186,7 @@ func seed(t *testing.T, g *testgw.Gateway, store, key string, data []byte) {
 
 // snapshot maps every key of a store's bucket to its ETag and size, to
 // prove a refused operation changed nothing.
-func snapshot(t *testing.T, g *testgw.Gateway, store string) map[string]string {
+func bucketSnapshot(t *testing.T, g *testgw.Gateway, store string) map[string]string {
 	t.Helper()
 	c, bucket := s3Client(t, g, store)
 	m := map[string]string{}
@@ -197,13 +197,13 @@ func snapshot(t *testing.T, g *testgw.Gateway, store string) map[string]string {
 			t.Fatal(err)
 		}
 		for _, o := range page.Contents {
-			m[*o.Key] = fmt.Sprintf("%s/%d", deref(o.ETag), deref(o.Size))
+			m[*o.Key] = fmt.Sprintf("%s/%d", ptrVal(o.ETag), ptrVal(o.Size))
 		}
 	}
 	return m
 }
 
-func deref[T any](p *T) T {
+func ptrVal[T any](p *T) T {
 	var z T
 	if p == nil {
 		return z
