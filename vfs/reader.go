@@ -28,7 +28,7 @@ func (f *FS) OpenRead(ctx context.Context, p string) (r *Reader, err error) {
 		}
 		return fail(err)
 	}
-	return &Reader{fs: f, key: key, size: oi.Size, ev: ev, ctx: ctx}, nil
+	return &Reader{fs: f, key: key, size: oi.Size, opened: oi, ev: ev, ctx: ctx}, nil
 }
 
 // maxSkip is how far ahead a read may jump on the open stream before a new
@@ -43,8 +43,11 @@ type Reader struct {
 	fs   *FS
 	key  string
 	size int64
-	ev   *opEvent
-	ctx  context.Context
+	// opened is the object as it was at open: delete after download
+	// removes that object only (see sameObject).
+	opened ObjectInfo
+	ev     *opEvent
+	ctx    context.Context
 
 	mu      sync.Mutex
 	body    io.ReadCloser
@@ -208,7 +211,7 @@ func (r *Reader) Close() error {
 		r.ev.detail = "partial read"
 	}
 	r.fs.finish(r.ev, r.err)
-	if complete && r.fs.sess.DeleteAfterDownload {
+	if complete && r.fs.sess.DeleteAfterDownload && r.sameObject(context.WithoutCancel(r.ctx)) {
 		r.fs.deleteAfterDownload(context.WithoutCancel(r.ctx), r.ev.path, r.key)
 	}
 	return nil
