@@ -94,7 +94,8 @@ func (h *handlers) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
 
 func (h *handlers) openWrite(r *sftp.Request) (*writerAt, error) {
 	fl := r.Pflags()
-	w, err := h.fs.OpenWrite(h.ctx, r.Filepath, fl.Excl)
+	// Without O_TRUNC an existing file would be edited in place; vfs refuses that.
+	w, err := h.fs.OpenWriteFlags(h.ctx, r.Filepath, vfs.WriteFlags{Exclusive: fl.Excl, Truncate: fl.Trunc})
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -14,10 +14,27 @@ var (
 	errAborted       = errors.New("transfer aborted")
 )
 
-// OpenWrite opens p for a new upload. exclusive maps O_EXCL to a
-// conditional create; the object appears only when the Writer is closed
-// after a complete, sequential upload.
-func (f *FS) OpenWrite(ctx context.Context, p string, exclusive bool) (w *Writer, err error) {
+// errInPlace refuses opening an existing file for writing without
+// truncation: the writes would be an in-place edit (dd conv=notrunc, >>,
+// reput, sshfs r+), which an object cannot take; replacing it with just
+// the written bytes would silently destroy the rest of the file.
+var errInPlace = fmt.Errorf("%w: an existing file cannot be modified in place (append, resume or partial rewrite); upload a complete new copy", ErrUnsupported)
+
+// OpenWrite opens p for a new upload that replaces any existing object.
+func (f *FS) OpenWrite(ctx context.Context, p string, exclusive bool) (*Writer, error) {
+	return f.OpenWriteFlags(ctx, p, WriteFlags{Exclusive: exclusive, Truncate: true})
+}
+
+// WriteFlags are the open flags that matter for an upload.
+type WriteFlags struct {
+	Exclusive bool // O_EXCL: a conditional create
+	Truncate  bool // O_TRUNC: replace the content; without it a non-empty file is refused
+}
+
+// OpenWriteFlags opens p for a new upload. The object appears only when
+// the Writer is closed after a complete, sequential upload.
+func (f *FS) OpenWriteFlags(ctx context.Context, p string, fl WriteFlags) (w *Writer, err error) {
+	exclusive := fl.Exclusive
 	vp, key, err := f.resolve(p)
 	ev := f.begin(OpUpload, vp)
 	fail := func(err error) (*Writer, error) { f.finish(ev, err); return nil, err }
@@ -40,6 +57,9 @@ func (f *FS) OpenWrite(ctx context.Context, p string, exclusive bool) (w *Writer
 		ev.op = OpOverwrite
 		if err := f.authorize(ev); err != nil {
 			return fail(err)
+		}
+		if !fl.Truncate && fi.Size > 0 {
+			return fail(errInPlace)
 		}
 	case !errors.Is(err, ErrNotExist):
 		return fail(err)
