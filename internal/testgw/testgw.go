@@ -288,6 +288,11 @@ func (g *Gateway) SFTP(u *User, batch string, extra ...string) (string, error) {
 func (g *Gateway) SFTPWithCode(u *User, code, batch string, extra ...string) (string, error) {
 	args := append(g.SSHArgs(u), "-P", fmt.Sprint(g.Port))
 	args = append(args, extra...)
+	if u.Secret != "" || code != "" {
+		// -b makes sftp pass BatchMode=yes to ssh, which never asks the
+		// TOTP prompt; ssh keeps the first value given, so this one wins.
+		args = append(args, "-o", "BatchMode=no")
+	}
 	args = append(args, "-b", "-", u.Name+"@"+g.Host)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
