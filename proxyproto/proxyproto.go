@@ -19,6 +19,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // Limits. v1 lines are at most 107 bytes by specification. v2 headers may
@@ -345,12 +347,19 @@ func addrIP(a net.Addr) netip.Addr {
 
 // Wrap returns a function for gateway.Config.WrapConn. A connection from a
 // trusted source must start with a valid header or it is refused (the
-// caller closes it); any other connection is returned unchanged and its
-// bytes are never looked at here. The caller sets the read deadline.
-func Wrap(trusted Trusted) func(net.Conn) (net.Conn, error) {
+// caller closes it). Any other connection is returned with its bytes
+// untouched, only guarded: if it starts with a PROXY header, the first read
+// fails, so the handshake fails and a warning names the peer (a spoofing
+// attempt, or a balancer missing from the trusted list). The SSH library
+// would otherwise skip a v1 header as a harmless pre-version line.
+// The caller sets the read deadline.
+func Wrap(trusted Trusted, log hclog.Logger) func(net.Conn) (net.Conn, error) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
 	return func(c net.Conn) (net.Conn, error) {
 		if !trusted.Contains(c.RemoteAddr()) {
-			return c, nil
+			return &guardConn{Conn: c, log: log}, nil
 		}
 		h, err := Read(c)
 		if err != nil {
@@ -366,6 +375,40 @@ func Wrap(trusted Trusted) func(net.Conn) (net.Conn, error) {
 		}
 		return pc, nil
 	}
+}
+
+// ErrUntrustedHeader is returned by the first read of an untrusted
+// connection that starts with a PROXY header.
+var ErrUntrustedHeader = errors.New("proxyproto: PROXY header from a source not in the trusted list")
+
+// guardConn watches the first bytes of an untrusted connection. It never
+// withholds or changes bytes: SSH clients send "SSH-" first, which differs
+// from both signatures at the first byte.
+type guardConn struct {
+	net.Conn
+	log     hclog.Logger
+	decided bool
+	head    []byte
+}
+
+func (g *guardConn) Read(p []byte) (int, error) {
+	n, err := g.Conn.Read(p)
+	if g.decided || n == 0 {
+		return n, err
+	}
+	g.head = append(g.head, p[:min(n, len(v2Sig)-len(g.head))]...)
+	switch {
+	case bytes.HasPrefix(g.head, []byte(v1Prefix)), bytes.Equal(g.head, v2Sig):
+		g.decided = true
+		g.log.Warn("PROXY protocol header from an untrusted source; connection refused (add the load balancer to proxy_protocol.trusted if it is one)",
+			"remote", g.Conn.RemoteAddr().String())
+		return 0, ErrUntrustedHeader
+	case bytes.HasPrefix([]byte(v1Prefix), g.head), bytes.HasPrefix(v2Sig, g.head):
+		// Still a possible header: decide with the next bytes.
+	default:
+		g.decided, g.head = true, nil
+	}
+	return n, err
 }
 
 // unmap turns ::ffff:a.b.c.d into a.b.c.d so IPv4 allow lists match

@@ -247,8 +247,8 @@ func TestWrap(t *testing.T) {
 		_ = s.SetDeadline(time.Now().Add(5 * time.Second))
 		return s
 	}
-	trustLo := Wrap(Trusted{netip.MustParsePrefix("127.0.0.0/8")})
-	trustOther := Wrap(Trusted{netip.MustParsePrefix("10.0.0.0/8")})
+	trustLo := Wrap(Trusted{netip.MustParsePrefix("127.0.0.0/8")}, nil)
+	trustOther := Wrap(Trusted{netip.MustParsePrefix("10.0.0.0/8")}, nil)
 	hdr := AppendV2(nil, Header{Source: netip.MustParseAddrPort("203.0.113.9:4242"), Destination: netip.MustParseAddrPort("198.51.100.2:22")})
 
 	c, err := trustLo(dial(append(append([]byte{}, hdr...), "SSH-2.0-x\r\n"...)))
@@ -273,17 +273,38 @@ func TestWrap(t *testing.T) {
 		t.Error("trusted peer without a header was accepted")
 	}
 
-	raw := dial(append(append([]byte{}, hdr...), "SSH"...))
+	// Untrusted: addresses and bytes stay as they are for a real client...
+	raw := dial([]byte("SSH-2.0-OpenSSH_9.2\r\n"))
 	c, err = trustOther(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c != raw || c.RemoteAddr().String() != raw.RemoteAddr().String() {
-		t.Error("untrusted connection was altered")
+	if c.RemoteAddr().String() != raw.RemoteAddr().String() {
+		t.Error("untrusted connection's address was altered")
 	}
-	buf = make([]byte, len(hdr))
-	if _, err := io.ReadFull(c, buf); err != nil || !bytes.Equal(buf, hdr) {
-		t.Error("untrusted connection's header bytes were consumed; they must reach the SSH handshake")
+	buf = make([]byte, 21)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "SSH-2.0-OpenSSH_9.2\r\n" {
+		t.Errorf("untrusted client's bytes: %q %v", buf, err)
+	}
+	// ...but a header from an untrusted peer fails the first read, whole
+	// or in pieces, v1 or v2, and its address is never used.
+	for _, h := range [][]byte{hdr, AppendV1(nil, Header{Source: netip.MustParseAddrPort("203.0.113.9:1"), Destination: netip.MustParseAddrPort("198.51.100.2:22")})} {
+		for _, step := range []int{1, 3, 64} {
+			c, err := trustOther(dial(append(append([]byte{}, h...), "SSH-2.0-x\r\n"...)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasPrefix(c.RemoteAddr().String(), "203.0.113.9") {
+				t.Fatal("untrusted header was parsed")
+			}
+			var rerr error
+			for i := 0; i < 20 && rerr == nil; i++ {
+				_, rerr = c.Read(make([]byte, step))
+			}
+			if !errors.Is(rerr, ErrUntrustedHeader) {
+				t.Errorf("v%d header from an untrusted peer read in steps of %d: %v, want ErrUntrustedHeader", h[0]%2+1, step, rerr)
+			}
+		}
 	}
 
 	c, err = trustLo(dial(AppendV1(nil, Header{Local: true})))
