@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/md5"
 	"crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"hash"
@@ -19,8 +21,12 @@ import (
 	"time"
 
 	"github.com/pkg/sftp"
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/sftpgw/sftpgw/audit"
+	"github.com/sftpgw/sftpgw/authn"
 	"github.com/sftpgw/sftpgw/internal/testgw"
 )
 
@@ -515,4 +521,159 @@ func isFxUnsupported(err error) bool {
 func isFxPermission(err error) bool {
 	var se *sftp.StatusError
 	return errors.Is(err, os.ErrPermission) || (errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxPermissionDenied)
+}
+
+// TestHRSecondFactor: the HR key alone never logs in; an empty, wrong or
+// replayed verification code is refused (real OpenSSH keyboard-interactive
+// through SSH_ASKPASS).
+func TestHRSecondFactor(t *testing.T) {
+	needTool(t, "sftp")
+	// Every case fails from 127.0.0.1: no ban may decide them instead.
+	g := testgw.Start(t, testgw.Options{Lockout: authn.Lockout{MaxIPFailures: 1000, MaxPairFailures: 1000}})
+	hr := g.AddUser("hr", true)
+	onePrompt := []string{"-o", "NumberOfPasswordPrompts=1"}
+	refused := func(t *testing.T, c *sshClient, class string) {
+		t.Helper()
+		n := len(g.Events.All())
+		out, err := c.sftp("pwd")
+		if err == nil || strings.Contains(out, "Remote working directory") {
+			t.Fatalf("login succeeded: %v\n%s", err, out)
+		}
+		var classes []string
+		for _, e := range g.Events.All()[n:] {
+			if e.Kind == "auth" && e.User == hr.Name {
+				if e.Result == "ok" {
+					t.Errorf("auth ok event for a refused login: %+v", e)
+				}
+				classes = append(classes, e.ErrClass)
+			}
+		}
+		if class != "" && !slices.Contains(classes, class) {
+			t.Errorf("auth failure classes %v, want %s", classes, class)
+		}
+	}
+	t.Run("key only", func(t *testing.T) {
+		refused(t, &sshClient{g: g, u: hr, code: "unused", opts: []string{"-o", "KbdInteractiveAuthentication=no"}}, "")
+	})
+	t.Run("empty code", func(t *testing.T) {
+		refused(t, &sshClient{g: g, u: hr, code: " ", opts: onePrompt}, "bad_totp")
+	})
+	t.Run("wrong code", func(t *testing.T) {
+		refused(t, &sshClient{g: g, u: hr, code: wrongCode(t, hr.Secret), opts: onePrompt}, "bad_totp")
+	})
+	t.Run("replayed code", func(t *testing.T) {
+		code := g.Code(hr)
+		c := &sshClient{g: g, u: hr, code: code, opts: onePrompt}
+		if out, err := c.sftp("pwd"); err != nil {
+			t.Fatalf("first use of the code: %v\n%s", err, out)
+		}
+		refused(t, c, "replayed_totp")
+	})
+}
+
+// wrongCode returns a six-digit code that no step near now accepts.
+func wrongCode(t *testing.T, secret string) string {
+	t.Helper()
+	valid := map[string]bool{}
+	now := time.Now()
+	for d := -3; d <= 3; d++ {
+		code, err := totp.GenerateCodeCustom(secret, now.Add(time.Duration(d)*30*time.Second),
+			totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		valid[code] = true
+	}
+	for i := 0; ; i++ {
+		if c := fmt.Sprintf("%06d", (123457*i+500000)%1000000); !valid[c] {
+			return c
+		}
+	}
+}
+
+// TestLockoutPerSource: repeated failures from one address ban that
+// address (the right key is refused there too), another address of the
+// same user still logs in, and the ban expires. Linux routes all of
+// 127/8 to lo, so `BindAddress=127.0.0.2` is a second source.
+func TestLockoutPerSource(t *testing.T) {
+	needTool(t, "sftp")
+	const ban = 4 * time.Second
+	g := testgw.Start(t, testgw.Options{Lockout: authn.Lockout{MaxIPFailures: 3, MaxPairFailures: 3,
+		Window: time.Minute, BaseBan: ban, MaxBan: ban}})
+	u := g.AddUser("partner", false)
+	thief := *u // the same account name with a key the gateway does not know
+	thief.KeyPath = filepath.Join(t.TempDir(), "thief")
+	writeKey(t, thief.KeyPath)
+	attacker := &sshClient{g: g, u: &thief}
+	for i := range 3 {
+		if out, err := attacker.sftp("pwd"); err == nil {
+			t.Fatalf("attempt %d with the wrong key succeeded:\n%s", i, out)
+		}
+	}
+	banned := time.Now()
+	legit := &sshClient{g: g, u: u}
+	if out, err := legit.sftp("pwd"); err == nil {
+		t.Fatalf("the right key got in from the banned address:\n%s", out)
+	}
+	if len(g.Events.Find(audit.Event{Kind: "connect", Result: "denied", ErrClass: "banned"})) == 0 {
+		t.Error("no audit event for the connection refused while banned")
+	}
+	other := &sshClient{g: g, u: u, opts: []string{"-o", "BindAddress=127.0.0.2"}}
+	if out, err := other.sftp("pwd"); err != nil {
+		t.Fatalf("login from 127.0.0.2 while 127.0.0.1 is banned: %v\n%s", err, out)
+	}
+	if !authOKFrom(g, u.Name, "127.0.0.2") {
+		t.Error("no auth ok event from 127.0.0.2")
+	}
+	if d := time.Until(banned.Add(ban + 500*time.Millisecond)); d > 0 {
+		time.Sleep(d)
+	}
+	if out, err := legit.sftp("pwd"); err != nil {
+		t.Fatalf("login after the ban expired: %v\n%s", err, out)
+	}
+	if !authOKFrom(g, u.Name, "127.0.0.1") {
+		t.Error("no auth ok event from 127.0.0.1 after the ban")
+	}
+}
+
+func authOKFrom(g *testgw.Gateway, user, ip string) bool {
+	for _, e := range g.Events.Find(audit.Event{Kind: "auth", User: user, Result: "ok"}) {
+		if strings.HasPrefix(e.Client, ip+":") {
+			return true
+		}
+	}
+	return false
+}
+
+// writeKey writes a new ed25519 private key in OpenSSH format.
+func writeKey(t *testing.T, path string) {
+	t.Helper()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	blk, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(blk), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRemovedUserKeyStopsWorking: removing a user from the users file
+// (the CLI reloads the running gateway the same way) refuses the next
+// login with the same key, without a restart.
+func TestRemovedUserKeyStopsWorking(t *testing.T) {
+	needTool(t, "sftp")
+	g := testgw.Start(t, testgw.Options{})
+	u := g.AddUser("applicant", false)
+	c := &sshClient{g: g, u: u}
+	if out, err := c.sftp("pwd"); err != nil {
+		t.Fatalf("login before removal: %v\n%s", err, out)
+	}
+	g.RemoveUser(u)
+	if out, err := c.sftp("pwd"); err == nil {
+		t.Fatalf("removed user logged in:\n%s", out)
+	}
+	if len(g.Events.Find(audit.Event{Kind: "auth", Result: "failure", ErrClass: "unknown_user"})) == 0 {
+		t.Error("no unknown_user failure audited for the removed user")
+	}
 }

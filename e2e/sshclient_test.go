@@ -71,7 +71,13 @@ func (c *sshClient) run(stdin, tool string, args ...string) (string, error) {
 
 // sftp runs a batch (sftp -b stops at the first failing command).
 func (c *sshClient) sftp(batch string) (string, error) {
-	return c.run(batch, "sftp", "-b", "-", c.target())
+	args := []string{"-b", "-", c.target()}
+	if c.u.Secret != "" {
+		// -b makes sftp pass BatchMode=yes, which skips the TOTP prompt;
+		// ssh keeps the first value, so this earlier one wins.
+		args = append([]string{"-o", "BatchMode=no"}, args...)
+	}
+	return c.run(batch, "sftp", args...)
 }
 
 // ssh runs `ssh [opts] user@host remote...` with no stdin.
