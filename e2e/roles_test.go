@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/md5"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -13,10 +15,14 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +33,7 @@ import (
 
 	"github.com/sftpgw/sftpgw/audit"
 	"github.com/sftpgw/sftpgw/authn"
+	"github.com/sftpgw/sftpgw/gateway"
 	"github.com/sftpgw/sftpgw/internal/testgw"
 )
 
@@ -676,4 +683,213 @@ func TestRemovedUserKeyStopsWorking(t *testing.T) {
 	if len(g.Events.Find(audit.Event{Kind: "auth", Result: "failure", ErrClass: "unknown_user"})) == 0 {
 		t.Error("no unknown_user failure audited for the removed user")
 	}
+}
+
+// TestNonSFTPChannelsRefused: for every role, a shell, exec, local and
+// remote port forwarding, agent and X11 forwarding are refused and
+// audited, while sftp on the same connection keeps working. Each role
+// logs in once (a multiplexing master with forwarding enabled); every
+// attempt is a new request on that authenticated connection.
+func TestNonSFTPChannelsRefused(t *testing.T) {
+	needTool(t, "ssh")
+	needTool(t, "ssh-agent")
+	g := testgw.Start(t, testgw.Options{})
+	// A target that must never be reached through a forward.
+	target, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	var reached atomic.Int32
+	go func() {
+		for {
+			conn, err := target.Accept()
+			if err != nil {
+				return
+			}
+			reached.Add(1)
+			_, _ = conn.Write([]byte("FORWARDED\n"))
+			_ = conn.Close()
+		}
+	}()
+	agentSock := startAgent(t)
+	roles := testgw.StandardRoles()
+	for _, role := range []string{"applicant", "hr", "partner", "auditor"} {
+		t.Run(role, func(t *testing.T) {
+			u := g.AddUser(role, roles[role].MFA)
+			c := &sshClient{g: g, u: u, env: []string{"SSH_AUTH_SOCK=" + agentSock, "DISPLAY=:42"}}
+			c.startMaster(t, "-o", "ForwardAgent=yes", "-o", "ForwardX11=yes", "-o", "ForwardX11Trusted=yes")
+			n := len(g.Events.All())
+
+			if out, err := c.ssh([]string{"-tt"}); err == nil {
+				t.Errorf("shell succeeded:\n%s", out)
+			}
+			if out, err := c.ssh([]string{"-T"}, "id"); err == nil {
+				t.Errorf("exec succeeded:\n%s", out)
+			}
+			lport := freePort(t)
+			if out, err := c.ssh([]string{"-O", "forward", "-L", fmt.Sprintf("127.0.0.1:%d:%s", lport, target.Addr())}); err != nil {
+				t.Fatalf("setting up the client side of -L: %v\n%s", err, out)
+			}
+			if got := readThrough(t, lport); got != "" {
+				t.Errorf("data came through the local forward: %q", got)
+			}
+			if out, err := c.ssh([]string{"-O", "forward", "-R", "0:" + target.Addr().String()}); err == nil {
+				t.Errorf("remote forward accepted:\n%s", out)
+			}
+			if out, err := c.ssh([]string{"-A", "-T"}, "true"); err == nil {
+				t.Errorf("session with agent forwarding ran a command:\n%s", out)
+			}
+			if out, err := c.ssh([]string{"-Y", "-T"}, "true"); err == nil {
+				t.Errorf("session with X11 forwarding ran a command:\n%s", out)
+			}
+			if out, err := c.sftp("pwd"); err != nil {
+				t.Errorf("sftp on the same connection: %v\n%s", err, out)
+			}
+			var got []string
+			for _, e := range g.Events.All()[n:] {
+				if e.User == u.Name && e.Op == "ssh_request" && e.Result == "denied" {
+					got = append(got, e.Path)
+				}
+			}
+			for _, want := range []string{"shell", "exec", "channel:direct-tcpip", "global:tcpip-forward",
+				"auth-agent-req@openssh.com", "x11-req"} {
+				if !slices.Contains(got, want) {
+					t.Errorf("no denied audit event for %s (got %v)", want, got)
+				}
+			}
+		})
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("the forward target was reached %d times", n)
+	}
+}
+
+// startAgent runs an empty ssh-agent for the test; forwarding it must be
+// refused whether or not it holds keys.
+func startAgent(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sgwa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "agent")
+	cmd := exec.Command("ssh-agent", "-D", "-a", sock)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		_ = os.RemoveAll(dir)
+	})
+	waitFor(t, 10*time.Second, "ssh-agent socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	return sock
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// readThrough connects to a local forward and returns whatever arrives
+// before the forward closes the connection.
+func readThrough(t *testing.T, port int) string {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		t.Fatalf("the client side of the forward does not listen: %v", err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(conn)
+	return string(b)
+}
+
+// sshAuditNewer are algorithms newer than Debian 12's ssh-audit 2.5.0,
+// which reports them as "[warn] unknown algorithm". Both are deliberate:
+// the ML-KEM hybrid is post-quantum key exchange (OpenSSH 10 default) and
+// kex-strict-s is the Terrapin (CVE-2023-48795) countermeasure.
+var sshAuditNewer = []string{"mlkem768x25519-sha256", "kex-strict-s-v00@openssh.com"}
+
+// TestSSHAudit runs ssh-audit against the gateway with every host key type
+// it accepts (ed25519 and RSA-3072): no [fail] and no [warn] findings
+// except "unknown algorithm" for the names above.
+func TestSSHAudit(t *testing.T) {
+	needTool(t, "ssh-audit")
+	rk, err := rsa.GenerateKey(rand.Reader, 3072)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := ssh.NewSignerFromKey(rk)
+	g := testgw.Start(t, testgw.Options{Tweak: func(c *gateway.Config) { c.HostKeys = append(c.HostKeys, rs) }})
+	out := sshAudit(t, g.Port)
+	t.Logf("ssh-audit output:\n%s", out)
+	findings, algs := sshAuditFindings(out)
+	for _, f := range findings {
+		t.Errorf("ssh-audit finding: %s", f)
+	}
+	for _, want := range []string{"(kex) mlkem768x25519-sha256", "(kex) kex-strict-s-v00@openssh.com",
+		"(key) ssh-ed25519", "(key) rsa-sha2-512", "(gen) compression: disabled"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ssh-audit output lacks %q", want)
+		}
+	}
+	for _, a := range algs {
+		weak := a == "ssh-rsa" // SHA-1 signatures
+		for _, bad := range []string{"cbc", "sha1", "md5", "arcfour", "3des", "nistp", "group1-", "-96"} {
+			weak = weak || strings.Contains(a, bad)
+		}
+		if weak {
+			t.Errorf("weak algorithm offered: %s", a)
+		}
+	}
+	t.Logf("ssh-audit: %d algorithms offered, %d findings: %s", len(algs), len(findings), strings.Join(algs, " "))
+
+	// The check itself must be able to fail: a gateway that also offers a
+	// SHA-1 MAC is reported.
+	weak := gateway.DefaultAlgorithms()
+	weak.MACs = append(weak.MACs, "hmac-sha1")
+	gw := testgw.Start(t, testgw.Options{Tweak: func(c *gateway.Config) { c.Algorithms = &weak }})
+	if f, _ := sshAuditFindings(sshAudit(t, gw.Port)); len(f) == 0 {
+		t.Error("ssh-audit reported nothing for a gateway offering hmac-sha1")
+	}
+}
+
+func sshAudit(t *testing.T, port int) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Exit status 2/3 means warnings/failures, which we classify ourselves.
+	out, _ := exec.CommandContext(ctx, "ssh-audit", "-n", "-t", "20", "-p", fmt.Sprint(port), "127.0.0.1").CombinedOutput()
+	if !strings.Contains(string(out), "(gen) banner: SSH-2.0-sftpgw") {
+		t.Fatalf("ssh-audit did not reach the gateway:\n%s", out)
+	}
+	return string(out)
+}
+
+// sshAuditFindings returns every [fail]/[warn] line that is not an
+// "unknown algorithm" note for sshAuditNewer, and the algorithms listed.
+func sshAuditFindings(out string) (findings, algs []string) {
+	cur := ""
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && strings.HasPrefix(f[0], "(") && slices.Contains([]string{"(kex)", "(key)", "(enc)", "(mac)"}, f[0]) {
+			cur = f[1]
+			algs = append(algs, cur)
+		}
+		if !strings.Contains(line, "[fail]") && !strings.Contains(line, "[warn]") {
+			continue
+		}
+		if strings.Contains(line, "[warn] unknown algorithm") && slices.Contains(sshAuditNewer, cur) {
+			continue
+		}
+		findings = append(findings, strings.TrimSpace(line))
+	}
+	return findings, algs
 }
