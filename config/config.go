@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclparse"
 
 	"github.com/sftpgw/sftpgw/authn"
+	"github.com/sftpgw/sftpgw/proxyproto"
 	"github.com/sftpgw/sftpgw/vfs"
 	"github.com/sftpgw/sftpgw/vfs/localstore"
 	"github.com/sftpgw/sftpgw/vfs/s3store"
@@ -42,6 +43,10 @@ type File struct {
 	Alerts             []AlertBlock   `hcl:"alert,block"`
 	// Strict refuses to start when a bucket posture check fails.
 	Strict bool `hcl:"strict,optional"`
+	// Operations (config/ops.go).
+	ShutdownGrace string              `hcl:"shutdown_grace,optional"`
+	Metrics       *MetricsBlock       `hcl:"metrics,block"`
+	ProxyProtocol *ProxyProtocolBlock `hcl:"proxy_protocol,block"`
 }
 
 // StorageBlock is one bucket (or local directory).
@@ -115,6 +120,9 @@ type Config struct {
 	Lockout            authn.Lockout
 	Alerts             []Alert
 	Strict             bool
+	ShutdownGrace      time.Duration
+	Metrics            *Metrics           // nil: no metrics listener
+	ProxyTrusted       proxyproto.Trusted // nil: no PROXY protocol
 }
 
 // Audit is the validated audit block.
@@ -315,6 +323,9 @@ func validate(path string, raw *File) (*Config, error) {
 				return nil, at(whole, "lockout: %s: %v", d.n, err)
 			}
 		}
+	}
+	if err := validateOps(c, raw, whole); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

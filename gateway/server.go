@@ -65,7 +65,8 @@ type Server struct {
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	lns      map[net.Listener]struct{}
-	conns    map[*ssh.ServerConn]struct{}
+	conns    map[*ssh.ServerConn]*connActivity
+	pre      map[net.Conn]struct{} // connections still in the handshake
 	shutdown atomic.Bool
 	sessions sync.WaitGroup
 }
@@ -200,7 +201,8 @@ func New(cfg Config) (*Server, error) {
 		unauth: make(chan struct{}, cfg.MaxUnauthConns),
 		ctx:    ctx, cancel: cancel,
 		lns:   map[net.Listener]struct{}{},
-		conns: map[*ssh.ServerConn]struct{}{},
+		conns: map[*ssh.ServerConn]*connActivity{},
+		pre:   map[net.Conn]struct{}{},
 	}, nil
 }
 
@@ -249,6 +251,10 @@ func (s *Server) Serve(ln net.Listener) error {
 // handleConn runs one connection from TCP accept to close.
 func (s *Server) handleConn(raw net.Conn) {
 	defer raw.Close()
+	if !s.trackPre(raw) {
+		return
+	}
+	defer s.untrackPre(raw)
 	conn := raw
 	if s.cfg.WrapConn != nil {
 		// The PROXY header is read under the handshake deadline too.
@@ -290,6 +296,7 @@ func (s *Server) handleConn(raw net.Conn) {
 		return
 	}
 	release()
+	s.untrackPre(raw)
 	_ = conn.SetDeadline(time.Time{})
 	ic.arm()
 	defer sconn.Close()
@@ -309,7 +316,8 @@ func (s *Server) handleConn(raw net.Conn) {
 		s.log.Error("role names an unknown storage block", "role", p.Role, "storage", p.Storage)
 		return
 	}
-	if !s.track(sconn) {
+	act := newConnActivity(&s.shutdown, s.cfg.Audit, vfs.Session{})
+	if !s.track(sconn, act) {
 		return
 	}
 	defer s.untrack(sconn)
@@ -325,6 +333,7 @@ func (s *Server) handleConn(raw net.Conn) {
 		Home: p.Home, Perms: p.Perms, DownloadDenied: p.DownloadDenied,
 		DeleteAfterDownload: p.DeleteAfterDownload,
 	}
+	act.sess = sess // before any channel is served
 	start := time.Now()
 	s.cfg.Audit.Record(audit.Event{Time: start.UTC(), Kind: "session_start", Session: sess.ID, User: p.User,
 		Role: p.Role, Client: sess.Client, ClientVer: string(sconn.ClientVersion()), KeyFP: p.KeyFP,
@@ -352,7 +361,7 @@ func (s *Server) handleConn(raw net.Conn) {
 		go func() {
 			defer chWG.Done()
 			defer s.sessions.Done()
-			s.serveChannel(ctx, ch, creqs, fs, sess, log)
+			s.serveChannel(ctx, ch, creqs, fs, sess, act, log)
 		}()
 	}
 	cancel()
@@ -382,7 +391,7 @@ func (s *Server) deny(sess vfs.Session, what string) {
 
 // serveChannel waits for the "sftp" subsystem request and serves it; shell,
 // exec (scp), pty, agent and X11 requests are refused.
-func (s *Server) serveChannel(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request, fs *vfs.FS, sess vfs.Session, log hclog.Logger) {
+func (s *Server) serveChannel(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request, fs *vfs.FS, sess vfs.Session, act *connActivity, log hclog.Logger) {
 	defer ch.Close()
 	for r := range reqs {
 		switch {
@@ -395,7 +404,7 @@ func (s *Server) serveChannel(ctx context.Context, ch ssh.Channel, reqs <-chan *
 					}
 				}
 			}()
-			err := serveSFTP(ctx, ch, fs, s.cfg.SFTP, log)
+			err := serveSFTP(ctx, ch, fs, s.cfg.SFTP, act, log)
 			status := uint32(0)
 			if err != nil {
 				status = 1
@@ -434,13 +443,13 @@ func subsystemName(payload []byte) string {
 	return m.Name
 }
 
-func (s *Server) track(c *ssh.ServerConn) bool {
+func (s *Server) track(c *ssh.ServerConn, a *connActivity) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shutdown.Load() {
 		return false
 	}
-	s.conns[c] = struct{}{}
+	s.conns[c] = a
 	return true
 }
 
@@ -450,9 +459,12 @@ func (s *Server) untrack(c *ssh.ServerConn) {
 	s.mu.Unlock()
 }
 
-// Shutdown stops accepting, waits up to ctx for SFTP sessions to end, then
-// closes the remaining connections. Uploads still open are aborted by their
-// TransferError (never committed half-done).
+// Shutdown stops accepting and closes connections without an open file
+// handle at once (idle sessions, handshakes in progress). Connections with
+// a transfer in progress get until ctx ends; each is closed as soon as its
+// last handle closes, and no new handle may be opened meanwhile. What is
+// still open then is closed: uploads are aborted by their TransferError
+// (never committed half-done).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutdown.Store(true)
@@ -463,14 +475,26 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { s.sessions.Wait(); close(done) }()
 	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = fmt.Errorf("gateway: grace period over, closing %d connections", s.active.Load())
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+drain:
+	for {
+		busy := s.closeIdle()
+		select {
+		case <-done:
+			break drain
+		case <-ctx.Done():
+			err = fmt.Errorf("gateway: grace period over, aborting transfers on %d connections", busy)
+			break drain
+		case <-tick.C:
+		}
 	}
 	s.cancel()
 	s.mu.Lock()
 	for c := range s.conns {
+		_ = c.Close()
+	}
+	for c := range s.pre {
 		_ = c.Close()
 	}
 	s.mu.Unlock()

@@ -24,7 +24,7 @@ type SFTPOptions struct {
 
 // serveSFTP runs pkg/sftp's request server for one channel until the client
 // closes it or ctx ends.
-func serveSFTP(ctx context.Context, ch io.ReadWriteCloser, fs *vfs.FS, opt SFTPOptions, log hclog.Logger) error {
+func serveSFTP(ctx context.Context, ch io.ReadWriteCloser, fs *vfs.FS, opt SFTPOptions, act *connActivity, log hclog.Logger) error {
 	if opt.MaxPacket == 0 {
 		opt.MaxPacket = 255 * 1024
 	}
@@ -32,7 +32,7 @@ func serveSFTP(ctx context.Context, ch io.ReadWriteCloser, fs *vfs.FS, opt SFTPO
 	if !opt.DisableLimitsExtension {
 		rwc = newLimitsFilter(ch, opt.MaxPacket)
 	}
-	h := &handlers{fs: fs, ctx: ctx}
+	h := &handlers{fs: fs, ctx: ctx, act: act}
 	srv := sftp.NewRequestServer(rwc, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
 		sftp.WithRSAllocator(), sftp.WithRSMaxTxPacket(opt.MaxPacket))
 	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
@@ -53,6 +53,7 @@ func serveSFTP(ctx context.Context, ch io.ReadWriteCloser, fs *vfs.FS, opt SFTPO
 type handlers struct {
 	fs  *vfs.FS
 	ctx context.Context
+	act *connActivity // open handles, for a graceful shutdown
 }
 
 // toStatus maps FS errors to the values pkg/sftp turns into SFTP status
@@ -75,11 +76,15 @@ func toStatus(err error) error {
 }
 
 func (h *handlers) Fileread(r *sftp.Request) (io.ReaderAt, error) {
+	if err := h.act.open("download", r.Filepath); err != nil {
+		return nil, err
+	}
 	rd, err := h.fs.OpenRead(h.ctx, r.Filepath)
 	if err != nil {
+		h.act.closed()
 		return nil, toStatus(err)
 	}
-	return &readerAt{rd}, nil
+	return &readerAt{r: rd, oc: &onceCloser{a: h.act}}, nil
 }
 
 func (h *handlers) Filewrite(r *sftp.Request) (io.WriterAt, error) {
@@ -93,13 +98,17 @@ func (h *handlers) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
 }
 
 func (h *handlers) openWrite(r *sftp.Request) (*writerAt, error) {
+	if err := h.act.open("upload", r.Filepath); err != nil {
+		return nil, err
+	}
 	fl := r.Pflags()
 	// Without O_TRUNC an existing file would be edited in place; vfs refuses that.
 	w, err := h.fs.OpenWriteFlags(h.ctx, r.Filepath, vfs.WriteFlags{Exclusive: fl.Excl, Truncate: fl.Trunc})
 	if err != nil {
+		h.act.closed()
 		return nil, toStatus(err)
 	}
-	return &writerAt{w}, nil
+	return &writerAt{w: w, oc: &onceCloser{a: h.act}}, nil
 }
 
 func (h *handlers) Filecmd(r *sftp.Request) error {
@@ -176,26 +185,38 @@ func (h *handlers) RealPath(p string) (string, error) {
 }
 
 // readerAt and writerAt translate errors on the hot path.
-type readerAt struct{ r *vfs.Reader }
+type readerAt struct {
+	r  *vfs.Reader
+	oc *onceCloser
+}
 
 func (a *readerAt) ReadAt(p []byte, off int64) (int, error) {
 	n, err := a.r.ReadAt(p, off)
 	return n, toStatus(err)
 }
-func (a *readerAt) Close() error            { return toStatus(a.r.Close()) }
+func (a *readerAt) Close() error {
+	defer a.oc.done()
+	return toStatus(a.r.Close())
+}
 func (a *readerAt) TransferError(err error) { a.r.TransferError(err) }
 func (a *writerAt) ReadAt(p []byte, off int64) (int, error) {
 	n, err := a.w.ReadAt(p, off)
 	return n, toStatus(err)
 }
 
-type writerAt struct{ w *vfs.Writer }
+type writerAt struct {
+	w  *vfs.Writer
+	oc *onceCloser
+}
 
 func (a *writerAt) WriteAt(p []byte, off int64) (int, error) {
 	n, err := a.w.WriteAt(p, off)
 	return n, toStatus(err)
 }
-func (a *writerAt) Close() error            { return toStatus(a.w.Close()) }
+func (a *writerAt) Close() error {
+	defer a.oc.done()
+	return toStatus(a.w.Close())
+}
 func (a *writerAt) TransferError(err error) { a.w.TransferError(err) }
 
 // listerAt feeds pkg/sftp's offset-based listing from the sequential lister.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,6 +24,8 @@ import (
 	"github.com/sftpgw/sftpgw/authn"
 	"github.com/sftpgw/sftpgw/config"
 	"github.com/sftpgw/sftpgw/gateway"
+	"github.com/sftpgw/sftpgw/metrics"
+	"github.com/sftpgw/sftpgw/proxyproto"
 	"github.com/sftpgw/sftpgw/vfs"
 )
 
@@ -53,11 +56,20 @@ func newLogger(cfg *config.Config) hclog.Logger {
 // ready, if non-nil, receives the listening address.
 func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) error {
 	log := newLogger(cfg)
+	var met *metrics.Metrics
+	if cfg.Metrics != nil {
+		met = metrics.New(metrics.Options{Version: version})
+	}
 	stores := map[string]vfs.Store{}
+	var checks []metrics.Check
 	for name := range cfg.Storage {
 		st, err := cfg.OpenStore(ctx, name)
 		if err != nil {
 			return fmt.Errorf("storage %q: %w", name, err)
+		}
+		checks = append(checks, metrics.StoreCheck("storage "+name, "", st))
+		if met != nil {
+			st = met.WrapStore(name, st)
 		}
 		stores[name] = st
 	}
@@ -79,8 +91,16 @@ func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) error 
 		if err != nil {
 			return fmt.Errorf("audit trail: %w", err)
 		}
-		go tr.Run(ctx)
+		// Not ctx: events of transfers finishing during the grace period
+		// must keep flowing; Close stops it.
+		go tr.Run(context.Background())
 		rec = audit.Multi(rec, tr)
+	}
+	if met != nil {
+		rec = audit.Multi(rec, met)
+		if tr != nil {
+			met.ObserveTrail(tr.Stats)
+		}
 	}
 
 	users, err := authn.NewUserDB(cfg.UsersFile, log.Named("users"))
@@ -103,9 +123,31 @@ func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) error 
 		HostKeys: signers, Auth: auth, Stores: stores, Audit: rec, Log: log.Named("gateway"),
 		HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
 		MaxUnauthConns: cfg.MaxUnauthenticated, MaxSessions: cfg.MaxSessions, Banner: cfg.Banner,
+		WrapConn: wrapConn(cfg, log),
 	})
 	if err != nil {
 		return err
+	}
+	var health *metrics.Health
+	if met != nil {
+		met.ObserveHandles(srv.OpenHandles)
+		health = metrics.NewHealth(metrics.HealthOptions{Checks: checks, Log: log.Named("health")})
+		msrv, err := metrics.Listen(cfg.Metrics.Listen, met.Handler(health), log.Named("metrics"))
+		if err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		log.Info("metrics and health listening", "address", msrv.Addr().String())
+		go func() {
+			if err := msrv.Serve(); err != nil {
+				log.Error("metrics listener stopped", "error", err.Error())
+			}
+		}()
+		// Closed last, so /healthz answers while transfers drain.
+		defer func() {
+			c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = msrv.Shutdown(c)
+		}()
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -120,7 +162,7 @@ func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) error 
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
-			reload(cfg.Path, users, auth, log)
+			reload(cfg.Path, users, auth, stores, rec, log)
 		}
 	}()
 
@@ -131,34 +173,79 @@ func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) error 
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: no new connections; waiting for transfers", "grace", "30s")
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	grace := cfg.ShutdownGrace
+	log.Info("shutting down: no new connections, idle sessions closed, transfers get the grace period",
+		"grace", grace.String(), "open_handles", srv.OpenHandles())
+	if health != nil {
+		health.SetDraining()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown", "detail", err.Error())
 	}
 	if tr != nil {
-		if err := tr.Close(sctx); err != nil {
+		// A fresh deadline: the grace period may be used up, and the
+		// events of the last sessions must still reach the bucket.
+		fctx, fcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer fcancel()
+		if err := tr.Close(fctx); err != nil {
 			log.Error("audit trail flush", "error", err.Error())
 			return err
 		}
+		log.Info("audit trail flushed")
 	}
 	log.Info("stopped")
 	return nil
 }
 
+// wrapConn enables the PROXY protocol for the configured load balancers.
+func wrapConn(cfg *config.Config, log hclog.Logger) func(net.Conn) (net.Conn, error) {
+	if len(cfg.ProxyTrusted) == 0 {
+		return nil
+	}
+	log.Info("PROXY protocol required from trusted load balancers", "trusted", fmt.Sprint(cfg.ProxyTrusted))
+	return proxyproto.Wrap(cfg.ProxyTrusted, log.Named("proxyproto"))
+}
+
 // reload re-reads users and roles; an invalid new config keeps the old one.
-func reload(path string, users *authn.UserDB, auth *authn.Authenticator, log hclog.Logger) {
+// Sessions already open keep the role they logged in with. Only users and
+// roles change: listeners, storage, audit and the like need a restart.
+func reload(path string, users *authn.UserDB, auth *authn.Authenticator, stores map[string]vfs.Store,
+	rec audit.Recorder, log hclog.Logger) {
+	var problems []string
 	if err := users.Reload(); err != nil {
 		log.Error("users reload rejected; keeping the previous users", "error", err.Error())
+		problems = append(problems, "users file rejected")
 	}
 	cfg, err := config.Load(path)
+	if err == nil {
+		err = rolesFitStores(cfg, stores)
+	}
 	if err != nil {
 		log.Error("config reload rejected; keeping the previous roles", "error", err.Error())
-		return
+		problems = append(problems, "config rejected")
+	} else {
+		auth.SetRoles(cfg.Roles)
 	}
-	auth.SetRoles(cfg.Roles)
-	log.Info("reloaded users and roles")
+	e := audit.Event{Time: time.Now().UTC(), Kind: "admin", Op: "reload", Result: "ok", Detail: "users and roles reloaded"}
+	if len(problems) > 0 {
+		e.Result, e.ErrClass = "error", "invalid_config"
+		e.Detail = strings.Join(problems, "; ") + "; previous settings stay in force"
+	} else {
+		log.Info("reloaded users and roles")
+	}
+	rec.Record(e)
+}
+
+// rolesFitStores refuses roles that name storage opened only at start.
+func rolesFitStores(cfg *config.Config, stores map[string]vfs.Store) error {
+	for name, r := range cfg.Roles {
+		if _, ok := stores[r.Storage]; !ok {
+			return fmt.Errorf("role %q uses storage %q, which was not configured at start (restart to add storage)", name, r.Storage)
+		}
+	}
+	return nil
 }
 
 // loadOrCreateHostKey reads an OpenSSH private key, or generates an ed25519

@@ -43,6 +43,12 @@ type Options struct {
 	Listen   string // default 127.0.0.1:0
 	Tweak    func(*gateway.Config)
 	WrapConn func(net.Conn) (net.Conn, error)
+	// HostKey replaces the generated host key (gateways behind one load
+	// balancer must share theirs).
+	HostKey ssh.Signer
+	// UsersFile shares an existing users file (created by another test
+	// gateway) instead of a fresh one; call Users.Reload after AddUser there.
+	UsersFile string
 	// Trail ships audit events to Stores["logs"] under "audit/" as the real
 	// gateway does (hash-chained, signed batches), flushing every 200 ms.
 	Trail bool
@@ -116,9 +122,12 @@ func Start(t testing.TB, o Options) *Gateway {
 		}
 	}
 	g.Stores = o.Stores
-	g.usersPath = filepath.Join(g.Dir, "users.hcl")
-	if err := authn.SaveUsers(g.usersPath, authn.NewUserSet()); err != nil {
-		t.Fatal(err)
+	g.usersPath = o.UsersFile
+	if g.usersPath == "" {
+		g.usersPath = filepath.Join(g.Dir, "users.hcl")
+		if err := authn.SaveUsers(g.usersPath, authn.NewUserSet()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "gw", Level: hclog.Warn, Output: testWriter{t}})
 	db, err := authn.NewUserDB(g.usersPath, log)
@@ -149,8 +158,11 @@ func Start(t testing.TB, o Options) *Gateway {
 		rec = audit.Multi(rec, tr)
 	}
 	g.Auth = authn.New(authn.Options{Users: db, Roles: o.Roles, Lockout: o.Lockout, Log: log, Audit: rec})
-	_, hk, _ := ed25519.GenerateKey(rand.Reader)
-	signer, _ := ssh.NewSignerFromKey(hk)
+	signer := o.HostKey
+	if signer == nil {
+		_, hk, _ := ed25519.GenerateKey(rand.Reader)
+		signer, _ = ssh.NewSignerFromKey(hk)
+	}
 	gc := gateway.Config{HostKeys: []ssh.Signer{signer}, Auth: g.Auth, Stores: o.Stores, Audit: rec, Log: log,
 		WrapConn: o.WrapConn}
 	if o.Tweak != nil {
@@ -185,6 +197,9 @@ func Start(t testing.TB, o Options) *Gateway {
 	}
 	return g
 }
+
+// UsersFile is the users file this gateway reads.
+func (g *Gateway) UsersFile() string { return g.usersPath }
 
 // AddUser creates an account of role with a new ed25519 key (and TOTP for mfa).
 func (g *Gateway) AddUser(role string, mfa bool) *User {
