@@ -734,8 +734,13 @@ func TestNonSFTPChannelsRefused(t *testing.T) {
 			if got := readThrough(t, lport); got != "" {
 				t.Errorf("data came through the local forward: %q", got)
 			}
-			if out, err := c.ssh([]string{"-O", "forward", "-R", "0:" + target.Addr().String()}); err == nil {
+			// A fixed port: a bare "yes" is then a complete reply, so only a
+			// refusal makes this fail.
+			rport := freePort(t)
+			if out, err := c.ssh([]string{"-O", "forward", "-R", fmt.Sprintf("127.0.0.1:%d:%s", rport, target.Addr())}); err == nil {
 				t.Errorf("remote forward accepted:\n%s", out)
+			} else if !strings.Contains(out, "remote port forwarding failed") {
+				t.Errorf("-R failed for another reason than a refusal: %v\n%s", err, out)
 			}
 			if out, err := c.ssh([]string{"-A", "-T"}, "true"); err == nil {
 				t.Errorf("session with agent forwarding ran a command:\n%s", out)
