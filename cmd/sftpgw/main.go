@@ -19,6 +19,7 @@ usage:
   sftpgw demo [--dir DIR] [--port N]  run a demo on a local directory with generated users
   sftpgw user add|list|remove|rotate-totp|add-key ...   manage users (see 'sftpgw user help')
   sftpgw audit verify --config FILE [--from T] [--to T] verify the audit trail
+  sftpgw check --config FILE [--fix] [--strict]        check (and fix) the buckets' security settings
   sftpgw health [--url URL]            exit 0 if URL (default http://127.0.0.1:9090/healthz) answers 200
   sftpgw version
 `
@@ -46,6 +47,8 @@ func run(args []string) error {
 		return runUser(args[1:])
 	case "audit":
 		return runAudit(args[1:])
+	case "check":
+		return runCheck(args[1:], os.Stdout)
 	case "health":
 		return runHealth(args[1:])
 	case "version", "--version":

@@ -74,6 +74,15 @@ func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) error 
 		stores[name] = st
 	}
 
+	// Bucket posture: warnings in the background, or a gate with strict.
+	if cfg.Strict {
+		if err := startupPosture(ctx, cfg, log.Named("posture")); err != nil {
+			return err
+		}
+	} else {
+		go func() { _ = startupPosture(ctx, cfg, log.Named("posture")) }()
+	}
+
 	rec := audit.NewLogRecorder(log.Named("audit"))
 	var tr *trail.Trail
 	if a := cfg.Audit; a != nil {
@@ -101,6 +110,15 @@ func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) error 
 		if tr != nil {
 			met.ObserveTrail(tr.Stats)
 		}
+	}
+
+	rec, stopAlerts, err := withAlerts(cfg, rec, log.Named("alerts"))
+	if err != nil {
+		return err
+	}
+	defer stopAlerts() // after the trail's flush: the last sessions' alerts too
+	if err := startRetention(ctx, cfg, stores, rec, log.Named("retention")); err != nil {
+		return err
 	}
 
 	users, err := authn.NewUserDB(cfg.UsersFile, log.Named("users"))
