@@ -17,6 +17,7 @@ type Principal struct {
 	Perms                     vfs.PermSet // download already removed if the client is outside the role's DownloadFrom
 	DownloadDenied            string      // why download was removed ("" if not)
 	DeleteAfterDownload       bool
+	Limits                    vfs.Limits     // the role's, with the user's overrides
 	Client                    netip.AddrPort // from conn.RemoteAddr()
 	KeyFP                     string         // ssh.FingerprintSHA256 of the key used
 	Methods                   []string       // "publickey", "keyboard-interactive"
@@ -37,7 +38,17 @@ func buildPrincipal(u *User, r *Role, client netip.AddrPort, keyFP string) (*Pri
 	p := &Principal{
 		User: u.Name, Role: r.Name, Storage: r.Storage, Home: home,
 		Perms: r.Perms, DeleteAfterDownload: r.DeleteAfterDownload,
-		Client: client, KeyFP: keyFP,
+		Client: client, KeyFP: keyFP, Limits: r.Limits,
+	}
+	// A user's override replaces the role's number (higher or lower).
+	if u.MaxFileSize > 0 {
+		p.Limits.MaxFileSize = u.MaxFileSize
+	}
+	if u.QuotaBytes > 0 {
+		p.Limits.QuotaBytes = u.QuotaBytes
+	}
+	if u.QuotaFiles > 0 {
+		p.Limits.QuotaFiles = u.QuotaFiles
 	}
 	if p.Perms.Has(vfs.OpDownload) && !inPrefixes(r.DownloadFrom, client.Addr()) {
 		p.Perms = p.Perms.Without(vfs.OpDownload)

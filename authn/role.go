@@ -21,6 +21,7 @@ type Role struct {
 	AllowFrom           []netip.Prefix // login allowed only from these (empty: anywhere)
 	DownloadFrom        []netip.Prefix // download allowed only from these (empty: anywhere)
 	DeleteAfterDownload bool
+	Limits              vfs.Limits // upload limits; users may override the numbers
 }
 
 // HomeFor expands the home template for user. The result is "" (bucket
@@ -50,5 +51,6 @@ func (r *Role) clone() *Role {
 	c := *r
 	c.AllowFrom = normalizePrefixes(r.AllowFrom)
 	c.DownloadFrom = normalizePrefixes(r.DownloadFrom)
+	c.Limits.AllowedTypes = append([]string(nil), r.Limits.AllowedTypes...)
 	return &c
 }

@@ -27,6 +27,8 @@ type User struct {
 	AllowFrom  []netip.Prefix // narrows the role's list (both must allow)
 	Disabled   bool
 	ExpiresAt  time.Time // zero: never
+	// Overrides of the role's upload limits (vfs.Limits); 0 keeps the role's.
+	MaxFileSize, QuotaBytes, QuotaFiles int64
 }
 
 // String and GoString keep the TOTP seed out of any %v / %#v formatting.
@@ -279,6 +281,9 @@ func validateUser(u *User) error {
 		if !p.IsValid() || p != normalizePrefix(p) {
 			return fmt.Errorf("user %q: allow_from %s is not a canonical CIDR", u.Name, p)
 		}
+	}
+	if u.MaxFileSize < 0 || u.QuotaBytes < 0 || u.QuotaFiles < 0 {
+		return fmt.Errorf("user %q: max_file_size, quota_bytes and quota_files cannot be negative", u.Name)
 	}
 	return nil
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty/convert"
 	"github.com/zclconf/go-cty/cty/gocty"
+
+	"github.com/sftpgw/sftpgw/vfs"
 )
 
 // maxUsersFile bounds what is read into memory (a users file is small).
@@ -34,6 +36,9 @@ var userSchema = &hcl.BodySchema{
 		{Name: "allow_from"},
 		{Name: "disabled"},
 		{Name: "expires_at"},
+		{Name: "max_file_size"},
+		{Name: "quota_bytes"},
+		{Name: "quota_files"},
 	},
 }
 
@@ -186,6 +191,27 @@ func decodeUser(b *hcl.Block) (*User, error) {
 				fail(a, "expires_at: want an RFC 3339 time like 2026-12-31T00:00:00Z")
 			}
 			u.ExpiresAt = t
+		}
+	}
+	// Limit overrides: sizes as "50MiB" (or a byte count), like the config.
+	for _, sz := range []struct {
+		name string
+		dst  *int64
+	}{{"max_file_size", &u.MaxFileSize}, {"quota_bytes", &u.QuotaBytes}} {
+		if a, ok := attrs[sz.name]; ok {
+			var s string
+			if decode(a, &s) {
+				n, err := vfs.ParseSize(s)
+				if err != nil {
+					fail(a, "%s: %v", sz.name, err)
+				}
+				*sz.dst = n
+			}
+		}
+	}
+	if a, ok := attrs["quota_files"]; ok {
+		if decode(a, &u.QuotaFiles) && u.QuotaFiles < 0 {
+			fail(a, "quota_files cannot be negative")
 		}
 	}
 	if len(errs) > 0 {
@@ -368,6 +394,15 @@ func formatUser(u *User) string {
 	if !u.ExpiresAt.IsZero() {
 		attrs = append(attrs, attr{"expires_at", hclQuote(u.ExpiresAt.UTC().Format(time.RFC3339))})
 	}
+	if u.MaxFileSize > 0 {
+		attrs = append(attrs, attr{"max_file_size", hclQuote(exactSize(u.MaxFileSize))})
+	}
+	if u.QuotaBytes > 0 {
+		attrs = append(attrs, attr{"quota_bytes", hclQuote(exactSize(u.QuotaBytes))})
+	}
+	if u.QuotaFiles > 0 {
+		attrs = append(attrs, attr{"quota_files", fmt.Sprint(u.QuotaFiles)})
+	}
 	width := 0
 	for _, a := range attrs {
 		width = max(width, len(a.name))
@@ -379,6 +414,20 @@ func formatUser(u *User) string {
 	}
 	b.WriteString("}\n")
 	return b.String()
+}
+
+// exactSize writes a size in the largest binary unit that divides it, so
+// the file reads "50MiB" and parses back to the same number.
+func exactSize(n int64) string {
+	for _, u := range []struct {
+		suf string
+		mul int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n%u.mul == 0 {
+			return fmt.Sprintf("%d%s", n/u.mul, u.suf)
+		}
+	}
+	return fmt.Sprint(n)
 }
 
 // hclList renders a list of strings, one element per line when there is

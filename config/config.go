@@ -76,6 +76,10 @@ type RoleBlock struct {
 	AllowFrom           []string  `hcl:"allow_from,optional"`
 	DownloadFrom        []string  `hcl:"download_from,optional"`
 	DeleteAfterDownload bool      `hcl:"delete_after_download,optional"`
+	MaxFileSize         string    `hcl:"max_file_size,optional"` // upload limits, see roleLimits
+	QuotaBytes          string    `hcl:"quota_bytes,optional"`
+	QuotaFiles          int64     `hcl:"quota_files,optional"`
+	AllowedTypes        []string  `hcl:"allowed_types,optional"`
 	DefRange            hcl.Range `hcl:",def_range"`
 }
 
@@ -278,8 +282,12 @@ func validate(path string, raw *File) (*Config, error) {
 		if err != nil {
 			return nil, at(r.DefRange, "role %q: download_from: %v", r.Name, err)
 		}
+		lim, err := roleLimits(r)
+		if err != nil {
+			return nil, at(r.DefRange, "role %q: %v", r.Name, err)
+		}
 		c.Roles[r.Name] = &authn.Role{Name: r.Name, Storage: r.Storage, Home: r.Home, Perms: perms,
-			MFA: r.MFA, AllowFrom: allow, DownloadFrom: dl, DeleteAfterDownload: r.DeleteAfterDownload}
+			MFA: r.MFA, AllowFrom: allow, DownloadFrom: dl, DeleteAfterDownload: r.DeleteAfterDownload, Limits: lim}
 	}
 	if len(c.Roles) == 0 {
 		return nil, at(whole, "no role block: add at least one role (see configs/sftpgw.example.hcl)")

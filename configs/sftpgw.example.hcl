@@ -47,10 +47,18 @@ storage "logs" {
 # mkdir, rmdir, setstat, or "*".
 
 # Applicants upload their documents; they can never read anything back.
+# Upload limits: per file, in total under the home (a quota, counted from
+# the bucket), and the accepted file types, checked by extension and by the
+# first bytes of the content (pdf, jpeg, png, docx, xlsx, odt, txt). A user
+# block in the users file may override the three numbers.
 role "applicant" {
-  storage     = "files"
-  home        = "user/{name}/"
-  permissions = ["list", "stat", "upload", "overwrite", "delete", "rename", "mkdir", "rmdir", "setstat"]
+  storage       = "files"
+  home          = "user/{name}/"
+  permissions   = ["list", "stat", "upload", "overwrite", "delete", "rename", "mkdir", "rmdir", "setstat"]
+  max_file_size = "50MiB"
+  quota_bytes   = "200MiB"
+  quota_files   = 50
+  allowed_types = ["pdf", "jpeg", "png", "docx", "odt", "txt"]
 }
 
 # HR collects documents from every applicant: key + TOTP, downloads only

@@ -331,7 +331,7 @@ func (s *Server) handleConn(raw net.Conn) {
 	sess := vfs.Session{
 		ID: audit.SessionID(sconn.SessionID()), User: p.User, Role: p.Role, Client: remote.String(),
 		Home: p.Home, Perms: p.Perms, DownloadDenied: p.DownloadDenied,
-		DeleteAfterDownload: p.DeleteAfterDownload,
+		DeleteAfterDownload: p.DeleteAfterDownload, Limits: p.Limits,
 	}
 	act.sess = sess // before any channel is served
 	start := time.Now()

@@ -25,6 +25,8 @@ type Session struct {
 	DownloadDenied string
 	// DeleteAfterDownload removes an object once it was read completely.
 	DeleteAfterDownload bool
+	// Limits bound uploads: file size, quota, file types.
+	Limits Limits
 }
 
 // Options builds an FS.
@@ -50,6 +52,7 @@ type FS struct {
 	uploads *Uploads
 	log     hclog.Logger
 	window  int64
+	quota   quotaState
 }
 
 // DefaultWriteWindow is enough for pkg/sftp's reordering of a stock client's
@@ -397,7 +400,10 @@ func (f *FS) Remove(ctx context.Context, p string) (err error) {
 		return err
 	}
 	ev.bytes = oi.Size
-	return f.store.Delete(ctx, key)
+	if err = f.store.Delete(ctx, key); err == nil {
+		f.uploads.changed(f.name, key, -oi.Size, -1)
+	}
+	return err
 }
 
 // maxDirRename bounds a directory rename, which S3 can only do object by object.
@@ -431,6 +437,12 @@ func (f *FS) Rename(ctx context.Context, from, to string, overwrite bool) (err e
 	if err != nil {
 		return err
 	}
+	if !src.IsDir {
+		if err := f.sess.Limits.renameType(vp, tvp); err != nil {
+			return err
+		}
+	}
+	var replaced, replacedFiles int64 // for quota accounting
 	if dst, err := f.stat(ctx, tvp, tkey); err == nil {
 		if !overwrite || src.IsDir || dst.IsDir {
 			return ErrExist
@@ -439,6 +451,7 @@ func (f *FS) Rename(ctx context.Context, from, to string, overwrite bool) (err e
 			ev.detail = "role " + f.sess.Role + " may not overwrite"
 			return ErrPermission
 		}
+		replaced, replacedFiles = dst.Size, 1
 	} else if !errors.Is(err, ErrNotExist) {
 		return err
 	}
@@ -447,7 +460,12 @@ func (f *FS) Rename(ctx context.Context, from, to string, overwrite bool) (err e
 		if err := f.store.Copy(ctx, key, tkey); err != nil {
 			return err
 		}
-		return f.store.Delete(ctx, key)
+		f.uploads.changed(f.name, tkey, src.Size-replaced, 1-replacedFiles)
+		if err := f.store.Delete(ctx, key); err != nil {
+			return err
+		}
+		f.uploads.changed(f.name, key, -src.Size, -1)
+		return nil
 	}
 	if strings.HasPrefix(tvp+"/", vp+"/") {
 		return &InvalidPathError{Reason: "cannot move a directory into itself"}

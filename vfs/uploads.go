@@ -5,8 +5,9 @@ import "sync"
 // Uploads tracks uploads in progress across all sessions of a gateway, so a
 // stat of a file being written shows its current size.
 type Uploads struct {
-	mu sync.Mutex
-	m  map[string]*Writer
+	mu    sync.Mutex
+	m     map[string]*Writer
+	usage map[string]*usage // per home, for quotas (see quota.go)
 }
 
 // NewUploads returns an empty registry.

@@ -48,6 +48,7 @@ func (f *FS) OpenWriteFlags(ctx context.Context, p string, fl WriteFlags) (w *Wr
 		return fail(err)
 	}
 	fi, err := f.stat(ctx, vp, key)
+	exists := err == nil
 	switch {
 	case err == nil && fi.IsDir:
 		return fail(&InvalidPathError{Reason: "is a directory"})
@@ -64,11 +65,16 @@ func (f *FS) OpenWriteFlags(ctx context.Context, p string, fl WriteFlags) (w *Wr
 	case !errors.Is(err, ErrNotExist):
 		return fail(err)
 	}
-	up, err := f.store.Create(ctx, key, CreateOptions{Exclusive: exclusive, SizeHint: -1})
+	lim, err := f.admit(ctx, vp, exists, fi.Size)
 	if err != nil {
 		return fail(err)
 	}
-	w = &Writer{fs: f, key: key, up: up, ev: ev, max: f.window, pending: map[int64][]byte{}, ctx: ctx}
+	up, err := f.store.Create(ctx, key, CreateOptions{Exclusive: exclusive, SizeHint: -1})
+	if err != nil {
+		lim.release()
+		return fail(err)
+	}
+	w = &Writer{fs: f, key: key, up: up, ev: ev, max: f.window, pending: map[int64][]byte{}, ctx: ctx, lim: lim}
 	f.uploads.add(f.name, key, w)
 	return w, nil
 }
@@ -84,6 +90,7 @@ type Writer struct {
 	up  Upload
 	ev  *opEvent
 	ctx context.Context
+	lim *upLimit // size, type and quota checks; accounting on commit
 
 	mu       sync.Mutex
 	next     int64 // offset of the next byte the upload expects
@@ -138,6 +145,11 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 			w.fail(errWindow)
 			return 0, w.err
 		}
+		// Refuse an oversized file at its first far chunk, not at the end.
+		if err := w.lim.reserve(off + int64(len(p))); err != nil {
+			w.fail(err)
+			return 0, w.err
+		}
 		// pkg/sftp reuses p after we return: keep a copy.
 		w.pending[off] = append([]byte(nil), p...)
 		w.buffered += int64(len(p))
@@ -147,6 +159,10 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 
 // write appends to the upload; called with mu held.
 func (w *Writer) write(p []byte) error {
+	if err := w.lim.accept(w.next, p); err != nil {
+		w.fail(err)
+		return w.err
+	}
 	if _, err := w.up.Write(p); err != nil {
 		w.fail(err)
 		return w.err
@@ -161,6 +177,7 @@ func (w *Writer) fail(err error) {
 		w.err = err
 		w.pending, w.buffered = nil, 0
 		_ = w.up.Abort(context.WithoutCancel(w.ctx))
+		w.lim.release()
 	}
 }
 
@@ -192,8 +209,15 @@ func (w *Writer) Close() error {
 		w.fail(errGap)
 	}
 	if w.err == nil {
+		if err := w.lim.finish(); err != nil { // type of a file shorter than the sniff length
+			w.fail(err)
+		}
+	}
+	if w.err == nil {
 		if err := w.up.Commit(context.WithoutCancel(w.ctx)); err != nil {
 			w.fail(err)
+		} else {
+			w.lim.committed(w.fs, w.key, w.next)
 		}
 	}
 	w.ev.bytes = w.next

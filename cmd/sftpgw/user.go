@@ -20,6 +20,9 @@ const userUsage = `usage:
   sftpgw user remove NAME [--users FILE]
   sftpgw user rotate-totp NAME [--issuer NAME] [--users FILE]
   sftpgw user add-key NAME --key FILE [--users FILE]
+  sftpgw user invite --host HOST [--role applicant] [--expires 14d] [--config FILE]
+                     [--host-key FILE] [--users FILE] [--port N] [--out DIR] [--zip]
+                     (a key-only account plus a bundle to hand over; see 'sftpgw user invite -h')
 
 --key FILE is an OpenSSH public key file (one or more keys; "-" reads stdin).
 --users defaults to ./users.hcl. MFA (key + TOTP) is the default for role hr.
@@ -48,6 +51,8 @@ func runUser(args []string) error {
 		return userRotateTOTP(args)
 	case "add-key":
 		return userAddKey(args)
+	case "invite":
+		return runInvite(args)
 	case "help", "-h", "--help":
 		fmt.Fprint(userStdout, userUsage)
 		return nil
