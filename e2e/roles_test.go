@@ -426,6 +426,16 @@ func TestApplicantDownloadSideDoors(t *testing.T) {
 				t.Errorf("extension %s: status %d err %v, want OP_UNSUPPORTED or PERMISSION_DENIED", r.name, code, err)
 			}
 		}
+		// Every refusal is audited, including those pkg/sftp answers itself.
+		for _, r := range reqs {
+			op := "extension:" + r.name
+			if r.name == "hardlink@openssh.com" {
+				op = "link"
+			}
+			if len(g.Events.Find(audit.Event{Op: op, Result: "denied"})) == 0 {
+				t.Errorf("refused extension %s left no audit event", r.name)
+			}
+		}
 		// The connection stays usable: the refusals were answers, not crashes.
 		if _, code := p.open("secret.txt", pflagRead); code != fxPermissionDenied {
 			t.Errorf("OPEN after the extensions: status %d", code)

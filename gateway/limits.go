@@ -13,8 +13,11 @@ import (
 // server's VERSION packet and answers the client's limits request itself;
 // every other byte passes through untouched.
 type limitsFilter struct {
-	rwc      io.ReadWriteCloser
-	maxData  uint32
+	rwc     io.ReadWriteCloser
+	maxData uint32
+	// refused is told of extended requests pkg/sftp answers "unsupported"
+	// by itself (copy-data, check-file, md5-hash...), so they are audited.
+	refused  func(name string)
 	inRemain int    // bytes left of the inbound packet being passed through
 	inBuf    []byte // an inbound packet read whole, not yet handed over
 
@@ -33,8 +36,13 @@ const (
 	maxSFTPPacket    = 256 * 1024
 )
 
-func newLimitsFilter(rwc io.ReadWriteCloser, maxData uint32) *limitsFilter {
-	return &limitsFilter{rwc: rwc, maxData: maxData}
+func newLimitsFilter(rwc io.ReadWriteCloser, maxData uint32, refused func(string)) *limitsFilter {
+	return &limitsFilter{rwc: rwc, maxData: maxData, refused: refused}
+}
+
+// handledExtensions reach our handlers (which audit them themselves).
+var handledExtensions = map[string]bool{
+	"posix-rename@openssh.com": true, "statvfs@openssh.com": true, "hardlink@openssh.com": true,
 }
 
 func (f *limitsFilter) Close() error { return f.rwc.Close() }
@@ -76,8 +84,23 @@ func (f *limitsFilter) Read(p []byte) (int, error) {
 			}
 			continue
 		}
+		if name := extendedName(pkt[5:]); f.refused != nil && !handledExtensions[name] {
+			f.refused(name)
+		}
 		f.inBuf = pkt
 	}
+}
+
+// extendedName returns the request name of an extended packet body.
+func extendedName(b []byte) string {
+	if len(b) < 8 {
+		return ""
+	}
+	n := int(binary.BigEndian.Uint32(b[4:8]))
+	if n > 256 || len(b) < 8+n {
+		return ""
+	}
+	return string(b[8 : 8+n])
 }
 
 // isLimitsRequest parses "uint32 id, string name" of an extended request.

@@ -30,7 +30,7 @@ func serveSFTP(ctx context.Context, ch io.ReadWriteCloser, fs *vfs.FS, opt SFTPO
 	}
 	var rwc io.ReadWriteCloser = ch
 	if !opt.DisableLimitsExtension {
-		rwc = newLimitsFilter(ch, opt.MaxPacket)
+		rwc = newLimitsFilter(ch, opt.MaxPacket, func(name string) { _ = fs.Deny("extension:"+name, "/") })
 	}
 	h := &handlers{fs: fs, ctx: ctx, act: act}
 	srv := sftp.NewRequestServer(rwc, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
