@@ -152,7 +152,10 @@ func separateAudit(ts []Target) Result {
 		r.Status, r.Detail = Skipped, "no audit block configured"
 		return r
 	}
-	r.Storage, r.Bucket = audit.Storage, location(*audit)
+	r.Storage, r.Bucket = audit.Storage, audit.S3.Bucket
+	if audit.Type != "s3" {
+		r.Bucket = audit.Root
+	}
 	for _, t := range ts {
 		if t.Storage != audit.Storage && location(t) == location(*audit) {
 			r.Status = Fail
