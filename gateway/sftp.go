@@ -32,7 +32,7 @@ func serveSFTP(ctx context.Context, ch io.ReadWriteCloser, fs *vfs.FS, opt SFTPO
 	if !opt.DisableLimitsExtension {
 		rwc = newLimitsFilter(ch, opt.MaxPacket, func(name string) { _ = fs.Deny("extension:"+name, "/") })
 	}
-	h := &handlers{fs: fs, ctx: ctx, act: act}
+	h := &handlers{fs: fs, ctx: ctx, act: act, notes: newLimitNotes(ch)}
 	srv := sftp.NewRequestServer(rwc, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
 		sftp.WithRSAllocator(), sftp.WithRSMaxTxPacket(opt.MaxPacket))
 	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
@@ -51,9 +51,10 @@ func serveSFTP(ctx context.Context, ch io.ReadWriteCloser, fs *vfs.FS, opt SFTPO
 // handlers adapts pkg/sftp requests to the session's vfs.FS. It holds no
 // policy: every decision is the FS's.
 type handlers struct {
-	fs  *vfs.FS
-	ctx context.Context
-	act *connActivity // open handles, for a graceful shutdown
+	fs    *vfs.FS
+	ctx   context.Context
+	act   *connActivity // open handles, for a graceful shutdown
+	notes *limitNotes   // limit refusals, repeated on stderr
 }
 
 // toStatus maps FS errors to the values pkg/sftp turns into SFTP status
@@ -106,9 +107,10 @@ func (h *handlers) openWrite(r *sftp.Request) (*writerAt, error) {
 	w, err := h.fs.OpenWriteFlags(h.ctx, r.Filepath, vfs.WriteFlags{Exclusive: fl.Excl, Truncate: fl.Trunc})
 	if err != nil {
 		h.act.closed()
+		h.notes.tell(err)
 		return nil, toStatus(err)
 	}
-	return &writerAt{w: w, oc: &onceCloser{a: h.act}}, nil
+	return &writerAt{w: w, oc: &onceCloser{a: h.act}, notes: h.notes}, nil
 }
 
 func (h *handlers) Filecmd(r *sftp.Request) error {
@@ -135,12 +137,15 @@ func (h *handlers) Filecmd(r *sftp.Request) error {
 	default:
 		err = h.fs.Deny(r.Method, r.Filepath)
 	}
+	h.notes.tell(err)
 	return toStatus(err)
 }
 
 // PosixRename replaces the target atomically from the client's view.
 func (h *handlers) PosixRename(r *sftp.Request) error {
-	return toStatus(h.fs.Rename(h.ctx, r.Filepath, r.Target, true))
+	err := h.fs.Rename(h.ctx, r.Filepath, r.Target, true)
+	h.notes.tell(err)
+	return toStatus(err)
 }
 
 // StatVFS reports a large, mostly free file system: S3 has no fixed size,
@@ -205,8 +210,9 @@ func (a *writerAt) ReadAt(p []byte, off int64) (int, error) {
 }
 
 type writerAt struct {
-	w  *vfs.Writer
-	oc *onceCloser
+	w     *vfs.Writer
+	oc    *onceCloser
+	notes *limitNotes
 }
 
 func (a *writerAt) WriteAt(p []byte, off int64) (int, error) {
@@ -215,7 +221,9 @@ func (a *writerAt) WriteAt(p []byte, off int64) (int, error) {
 }
 func (a *writerAt) Close() error {
 	defer a.oc.done()
-	return toStatus(a.w.Close())
+	err := a.w.Close()
+	a.notes.tell(err) // once per upload: a refused write repeats its error until the close
+	return toStatus(err)
 }
 func (a *writerAt) TransferError(err error) { a.w.TransferError(err) }
 
