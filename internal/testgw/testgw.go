@@ -52,6 +52,9 @@ type Options struct {
 	// Trail ships audit events to Stores["logs"] under "audit/" as the real
 	// gateway does (hash-chained, signed batches), flushing every 200 ms.
 	Trail bool
+	// Audit receives every event too (authentication and files), as the
+	// alert webhooks do in the real gateway.
+	Audit audit.Recorder
 }
 
 // Gateway is a running test gateway.
@@ -135,7 +138,7 @@ func Start(t testing.TB, o Options) *Gateway {
 		t.Fatal(err)
 	}
 	g.Users = db
-	rec := audit.Multi(g.Events, audit.NewLogRecorder(log))
+	rec := audit.Multi(g.Events, audit.NewLogRecorder(log), o.Audit)
 	if o.Trail {
 		g.TrailKey, err = trail.LoadOrCreateKey(filepath.Join(g.Dir, "audit_key"))
 		if err != nil {
