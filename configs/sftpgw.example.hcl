@@ -33,6 +33,10 @@ storage "files" {
   # path_style = true
   # part_size          = "8MiB" # multipart part size (grows for huge files)
   # upload_concurrency = 4      # parts in flight per upload
+  # Files are to be collected within a day: anything older is deleted (a
+  # sweeper in the gateway; `sftpgw check --fix` adds the same S3 lifecycle
+  # rule as a backstop). Accepts "36h", "7d", ...
+  retention = "24h"
 }
 
 storage "logs" {
@@ -97,6 +101,20 @@ audit {
   signing_key    = "/var/lib/sftpgw/audit_ed25519_key" # generated if missing; .pub beside it
   flush_interval = "5s"
 }
+
+# Alerts: signed JSON webhooks (X-Sftpgw-Signature: sha256=HMAC of the body).
+# Events: upload_complete, download, denied, login_failure_burst, lockout,
+# retention_delete, or "*". The secret comes from the environment or a 0600
+# file, never from this file.
+# alert "security" {
+#   url        = "https://hooks.example.com/sftpgw"
+#   events     = ["denied", "login_failure_burst", "lockout"]
+#   secret_env = "SFTPGW_ALERT_SECRET" # or secret_file = "/etc/sftpgw/alert.secret"
+#   # timeout = "10s"  queue = 1000  max_attempts = 6
+# }
+
+# Refuse to start when a bucket posture check fails (see `sftpgw check`).
+# strict = true
 
 # Brute-force protection: failures per source address and per user.
 lockout {
