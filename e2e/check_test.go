@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/sftpgw/sftpgw/alerts"
+	"github.com/sftpgw/sftpgw/authn"
 	"github.com/sftpgw/sftpgw/internal/testenv"
 	"github.com/sftpgw/sftpgw/posture"
 	"github.com/sftpgw/sftpgw/vfs/s3store"
@@ -253,4 +255,104 @@ audit {
 	if _, code = run("check", "--config", cfg, "--strict"); code == 0 {
 		t.Error("--strict passed although MinIO lacks MFA delete and the public access block")
 	}
+}
+
+// TestServeRunsRetentionAndAlerts starts the real binary: its sweeper
+// removes an expired object from the file bucket only, and the removal
+// reaches the configured webhook, signed with the secret from the
+// environment.
+func TestServeRunsRetentionAndAlerts(t *testing.T) {
+	files, logs := testenv.S3(t), testenv.S3(t)
+	bin := sftpgwBin(t)
+	dir := t.TempDir()
+	recv, url := newHookReceiver(t, "serve-hook-secret")
+	if err := authn.SaveUsers(filepath.Join(dir, "users.hcl"), authn.NewUserSet()); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "sftpgw.hcl")
+	src := fmt.Sprintf(`users_file = "users.hcl"
+listen = "127.0.0.1:0"
+host_keys = ["host_key"]
+storage "files" {
+  type = "s3"
+  bucket = %q
+  endpoint = %q
+  path_style = true
+  retention = "2s"
+}
+storage "logs" {
+  type = "s3"
+  bucket = %q
+  endpoint = %q
+  path_style = true
+}
+role "applicant" {
+  storage = "files"
+  home = "user/{name}/"
+  permissions = ["upload"]
+}
+alert "ops" {
+  url = %q
+  events = ["retention_delete"]
+  secret_env = "SFTPGW_TEST_ALERT_SECRET"
+}
+`, files.Bucket, files.Endpoint, logs.Bucket, logs.Endpoint, url)
+	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fst, _ := s3store.New(context.Background(), files)
+	lst, _ := s3store.New(context.Background(), logs)
+	writeObject(t, fst, "user/anna/cv.pdf", []byte("collect me"))
+	writeObject(t, lst, "keep.txt", []byte("other bucket"))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "serve", "--config", cfg)
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+files.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+files.SecretAccessKey,
+		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true", "SFTPGW_TEST_ALERT_SECRET=serve-hook-secret")
+	cmd.Dir = dir
+	logbuf := &syncBuf{}
+	cmd.Stdout, cmd.Stderr = logbuf, logbuf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", logbuf.String())
+		}
+	}()
+	waitFor(t, 20*time.Second, "the retention alert", func() bool { return len(recv.find(alerts.RetentionDelete)) == 1 })
+	if p := recv.find(alerts.RetentionDelete)[0]; p.Event.Path != "user/anna/cv.pdf" {
+		t.Errorf("alert for %+v", p.Event)
+	}
+	if storeHas(t, fst, "user/anna/cv.pdf") {
+		t.Error("expired object still there")
+	}
+	if !storeHas(t, lst, "keep.txt") {
+		t.Error("the files sweeper touched the logs bucket")
+	}
+	out := logbuf.String()
+	mustContain(t, out, "retention enabled", "bucket posture check failed")
+	if strings.Contains(out, "serve-hook-secret") || strings.Contains(out, files.SecretAccessKey) {
+		t.Error("a secret reached the log")
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
