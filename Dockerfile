@@ -17,7 +17,14 @@ COPY --from=build --chown=65532:65532 /out/var/lib/sftpgw /var/lib/sftpgw
 # generated host/audit keys and the audit spool live in /var/lib/sftpgw.
 VOLUME ["/var/lib/sftpgw"]
 USER 65532:65532
+# 2222: SSH/SFTP. 9090: metrics and health, only if the config has a
+# metrics block; inside a container listen on "0.0.0.0:9090" to be scraped.
 EXPOSE 2222 9090
+# SIGTERM drains: idle sessions close, transfers get shutdown_grace (30s),
+# then the audit trail is flushed. Stop with a longer timeout than that,
+# e.g. `docker stop -t 60` or terminationGracePeriodSeconds: 60.
+STOPSIGNAL SIGTERM
+# Needs the metrics block (see above); the image has no shell or curl.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["/usr/local/bin/sftpgw", "health", "--url", "http://127.0.0.1:9090/healthz"]
 ENTRYPOINT ["/usr/local/bin/sftpgw"]
