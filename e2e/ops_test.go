@@ -550,8 +550,14 @@ func TestBinarySIGTERMDuringUpload(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 			sigAt := time.Now()
 			b.signal(syscall.SIGTERM)
-			// While draining: not ready, but alive.
-			if code, body := b.get("/readyz"); code != 0 && (code != 503 || !strings.Contains(body, "draining")) {
+			// While draining: not ready (the signal is handled asynchronously,
+			// so poll), unless the process is already gone.
+			code, body := b.get("/readyz")
+			for deadline := time.Now().Add(2 * time.Second); code == 200 && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+				code, body = b.get("/readyz")
+			}
+			if code != 0 && (code != 503 || !strings.Contains(body, "draining")) {
 				t.Errorf("/readyz while draining: %d %s", code, body)
 			}
 			if err := b.wait(90 * time.Second); err != nil {
