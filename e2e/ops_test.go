@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,6 +30,7 @@ import (
 	"github.com/sftpgw/sftpgw/authn"
 	"github.com/sftpgw/sftpgw/internal/testenv"
 	"github.com/sftpgw/sftpgw/internal/testgw"
+	"github.com/sftpgw/sftpgw/metrics"
 	"github.com/sftpgw/sftpgw/vfs/s3store"
 )
 
@@ -783,5 +785,61 @@ func TestSystemdUnit(t *testing.T) {
 	t.Logf("systemd-analyze security exposure: %.1f (0 = fully confined, 10 = unconfined)", score)
 	if score > 2.0 {
 		t.Errorf("exposure %.1f is above 2.0:\n%s", score, out)
+	}
+}
+
+// TestReadyzFollowsStoreOutage: /readyz probes the real buckets (a List of
+// one key, cached briefly), turns 503 when MinIO goes away without showing
+// the S3 error, counts the failed requests, and recovers when it is back.
+func TestReadyzFollowsStoreOutage(t *testing.T) {
+	mio := testenv.StartMinIO(t)
+	ctx := context.Background()
+	var stores []metrics.Check
+	m := metrics.New(metrics.Options{NoRuntime: true})
+	for _, name := range []string{"files", "logs"} {
+		st, err := s3store.New(ctx, mio.Config(name+"-"+randomSuffixOps()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores = append(stores, metrics.StoreCheck("storage "+name, "", m.WrapStore(name, st)))
+	}
+	h := metrics.NewHealth(metrics.HealthOptions{Checks: stores, TTL: 200 * time.Millisecond, Timeout: 2 * time.Second})
+	srv := httptest.NewServer(m.Handler(h))
+	defer srv.Close()
+	ready := func() (int, string) {
+		resp, err := http.Get(srv.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := ready(); code != 200 {
+		t.Fatalf("/readyz with MinIO up: %d %s", code, body)
+	}
+	mio.Stop()
+	time.Sleep(250 * time.Millisecond)
+	start := time.Now()
+	code, body := ready()
+	t.Logf("/readyz answered %d in %s with MinIO down", code, time.Since(start).Round(time.Millisecond))
+	if code != http.StatusServiceUnavailable || strings.Count(body, "unreachable")+strings.Count(body, "timeout") != 2 {
+		t.Errorf("/readyz with MinIO down: %d %s", code, body)
+	}
+	if strings.Contains(body, "127.0.0.1") || strings.Contains(body, "connection refused") {
+		t.Errorf("/readyz leaks the store error: %s", body)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("/readyz took %s with the store down; checks must be bounded", d)
+	}
+	rec := httptest.NewRecorder()
+	m.Handler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if v := metricValue(rec.Body.String(), `sftpgw_store_errors_total{op="list",store="files"}`); v < 1 {
+		t.Errorf("failed probes not counted as store errors: %v", v)
+	}
+	mio.Start()
+	time.Sleep(250 * time.Millisecond)
+	if code, body := ready(); code != 200 {
+		t.Errorf("/readyz after MinIO came back: %d %s", code, body)
 	}
 }
