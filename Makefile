@@ -27,6 +27,7 @@ bench: deps build
 
 fuzz:
 	$(GO) test ./vfs -run '^$$' -fuzz FuzzCleanPath -fuzztime 60s
+	$(GO) test ./proxyproto -run '^$$' -fuzz FuzzRead -fuzztime 60s
 
 clean:
 	rm -rf bin demo-data bench/results

@@ -23,4 +23,5 @@ status=${PIPESTATUS[0]}
 set -e
 echo "== fuzz (short)"
 go test ./vfs -run '^$' -fuzz FuzzCleanPath -fuzztime 10s >/dev/null
+go test ./proxyproto -run '^$' -fuzz FuzzRead -fuzztime 10s >/dev/null
 exit "$status"
