@@ -124,3 +124,27 @@ lockout {
   base_ban          = "1m"
   max_ban           = "1h"
 }
+
+# On SIGTERM: stop accepting, close idle sessions at once, let transfers in
+# progress run for this long, abort the rest (nothing partial is stored),
+# flush the audit trail, exit 0. Keep the service manager's stop timeout
+# above it (systemd TimeoutStopSec, docker stop -t, Kubernetes
+# terminationGracePeriodSeconds).
+shutdown_grace = "30s"
+
+# Prometheus metrics (/metrics), liveness (/healthz) and readiness (/readyz:
+# every bucket answers a one-key List, and the gateway is not draining).
+# Off without this block. Loopback by default: metrics show user activity.
+# In a container use "0.0.0.0:9090" to be scraped from outside.
+metrics {
+  listen = "127.0.0.1:9090"
+}
+
+# Behind a TCP load balancer (HAProxy send-proxy-v2, AWS NLB with proxy
+# protocol v2, ...): the PROXY header carries the real client address for
+# allow lists, bans and audit events. Connections from these sources MUST
+# send a header; a header from anywhere else is refused. List only the
+# balancers' own addresses.
+# proxy_protocol {
+#   trusted = ["10.0.0.0/24"]
+# }
