@@ -53,7 +53,10 @@ var Names = []string{UploadComplete, Download, Denied, LoginFailureBurst, Lockou
 //
 //   - upload_complete: a file upload or overwrite that committed (result ok);
 //   - download: a complete download (a partial read does not count);
-//   - denied: any operation refused by policy (result "denied");
+//   - denied: an operation of a logged-in session refused by policy (file
+//     operations and SSH requests such as shell or forwarding). Refused
+//     connections (a banned source retrying, overload) do not alert: an
+//     attack would flood the queue, and its ban already raised "lockout";
 //   - login_failure_burst: the auth failure that completed a burst of
 //     failures for one user (authn notes it in the event's detail);
 //   - lockout: the auth failure that started a ban of a source address or
@@ -68,7 +71,7 @@ func Classify(e audit.Event) []string {
 		out = append(out, Download)
 	case e.Kind == "retention" && e.Op == "retention_delete" && e.Result == "ok":
 		out = append(out, RetentionDelete)
-	case e.Result == "denied":
+	case e.Kind == "file" && e.Result == "denied":
 		out = append(out, Denied)
 	case e.Kind == "auth" && e.Result == "failure":
 		if strings.Contains(e.Detail, "login failure burst") {

@@ -47,6 +47,8 @@ func TestClassify(t *testing.T) {
 		{partial, nil},
 		{denied, []string{Denied}},
 		{audit.Event{Kind: "file", Op: "symlink", Result: "denied"}, []string{Denied}},
+		{audit.Event{Kind: "file", Op: "ssh_request", Path: "shell", Result: "denied"}, []string{Denied}},
+		{audit.Event{Kind: "connect", Result: "denied", ErrClass: "banned"}, nil},
 		{ban, []string{Lockout}},
 		{pairBan, []string{Lockout}},
 		{burst, []string{LoginFailureBurst}},

@@ -89,7 +89,7 @@ func (s *Sweeper) Run(ctx context.Context) {
 		res, err := s.Sweep(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			s.o.Log.Error("retention sweep failed", "storage", s.o.StoreName, "error", vfs.SafeMessage(err))
+			s.o.Log.Error("retention sweep failed", "storage", s.o.StoreName, "error", logDetail(err))
 		case res.Deleted+res.Markers+res.Errors > 0:
 			s.o.Log.Info("retention sweep", "storage", s.o.StoreName, "scanned", res.Scanned,
 				"deleted", res.Deleted, "markers", res.Markers, "errors", res.Errors)
