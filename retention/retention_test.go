@@ -3,6 +3,7 @@ package retention
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -187,21 +188,31 @@ func TestSweepFailuresAndRaces(t *testing.T) {
 	}
 }
 
+// smallPages lists at most 7 entries per page.
+type smallPages struct{ vfs.Store }
+
+func (s smallPages) List(ctx context.Context, opt vfs.ListOptions) (vfs.Page, error) {
+	opt.Limit = 7
+	return s.Store.List(ctx, opt)
+}
+
 // TestSweepManyPages makes the listing span pages so that the marker stack
 // is carried across them.
 func TestSweepManyPages(t *testing.T) {
-	ages := map[string]time.Duration{"big/": 2 * time.Hour}
-	for i := range 1200 {
-		ages["big/f"+string(rune('a'+i%26))+time.Duration(i).String()] = 2 * time.Hour
+	ages := map[string]time.Duration{"big/": 2 * time.Hour, "big/sub/": 2 * time.Hour, "gone/": 2 * time.Hour}
+	for i := range 40 {
+		ages[fmt.Sprintf("big/f%02d", i)] = 2 * time.Hour
+		ages[fmt.Sprintf("big/sub/g%02d", i)] = 2 * time.Hour
+		ages[fmt.Sprintf("gone/h%02d", i)] = 2 * time.Hour
 	}
 	ages["big/zz-young"] = time.Minute
 	st, _ := tree(t, ages)
-	sw, _ := New(Options{Store: st, Retention: time.Hour, Now: func() time.Time { return now }})
+	sw, _ := New(Options{Store: smallPages{st}, Retention: time.Hour, Now: func() time.Time { return now }})
 	res, err := sw.Sweep(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Deleted != 1200 || res.Markers != 0 {
+	if res.Deleted != 120 || res.Markers != 2 {
 		t.Errorf("result %+v", res)
 	}
 	if got := keysOf(t, st); !slices.Equal(got, []string{"big/", "big/zz-young"}) {
