@@ -76,7 +76,8 @@ storage "s" {
   bucket = "b"
   sse = "none"
 }`: `sse must be "AES256" or "aws:kms"`,
-		`users_file = 
+		`# comment
+users_file = 
 `: `cfg.hcl:2`,
 		`storage "s" {}`: `users_file`,
 	}
