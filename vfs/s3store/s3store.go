@@ -148,8 +148,11 @@ func NewClient(ctx context.Context, cfg Config) (*s3.Client, error) {
 			t.MaxIdleConnsPerHost = 256
 			t.IdleConnTimeout = 90 * time.Second
 			t.ResponseHeaderTimeout = 2 * time.Minute
-			t.WriteBufferSize = 256 << 10
-			t.ReadBufferSize = 256 << 10
+			// Bodies bypass these buffers when reads and writes are at
+			// least this large (downloads read up to 255 KiB at a time),
+			// so bigger ones only cost an extra copy and idle memory.
+			t.WriteBufferSize = 64 << 10
+			t.ReadBufferSize = 64 << 10
 		})
 	opts := []func(*config.LoadOptions) error{config.WithHTTPClient(httpClient)}
 	if cfg.Region != "" {
