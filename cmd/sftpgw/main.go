@@ -17,7 +17,7 @@ const usage = `sftpgw: an SFTP gateway to S3
 usage:
   sftpgw serve --config FILE          run the gateway
   sftpgw demo [--dir DIR] [--port N]  run a demo on a local directory with generated users
-  sftpgw user add|list|remove|rotate-totp|add-key ...   manage users (see 'sftpgw user help')
+  sftpgw user add|list|remove|rotate-totp|add-key|invite ...   manage users (see 'sftpgw user help')
   sftpgw audit verify --config FILE [--from T] [--to T] verify the audit trail
   sftpgw check --config FILE [--fix] [--strict]        check (and fix) the buckets' security settings
   sftpgw health [--url URL]            exit 0 if URL (default http://127.0.0.1:9090/healthz) answers 200
