@@ -70,7 +70,9 @@ func toStatus(err error) error {
 		return os.ErrNotExist
 	case errors.Is(err, vfs.ErrUnsupported):
 		return sftp.ErrSSHFxOpUnsupported
-	case errors.Is(err, io.EOF):
+	case err == io.EOF:
+		// Only our own end of file: a store error wrapping io.EOF (a
+		// dropped connection) must not tell the client the file ended.
 		return io.EOF
 	}
 	return errors.New(vfs.SafeMessage(err))
@@ -242,7 +244,7 @@ func (a *listerAt) ListAt(out []os.FileInfo, off int64) (int, error) {
 		out[i] = fileInfo{fi}
 	}
 	a.sent += int64(len(items))
-	if err != nil && !errors.Is(err, io.EOF) {
+	if err != nil && err != io.EOF { // a wrapped EOF is a store error, not the end
 		return len(items), toStatus(err)
 	}
 	return len(items), err

@@ -76,6 +76,11 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	if r.closed {
 		return 0, errAborted
 	}
+	if r.err != nil {
+		// The download already failed: answer the client's queued requests
+		// at once instead of retrying the store for each one (minutes).
+		return 0, r.err
+	}
 	if off >= r.size {
 		return 0, io.EOF
 	}
@@ -84,6 +89,9 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		want = want[:rest]
 	}
 	n, err := r.read(want, off)
+	if err != nil && r.err == nil {
+		r.err = err
+	}
 	r.account(off, n)
 	if err == nil && n < len(p) {
 		err = io.EOF

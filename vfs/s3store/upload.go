@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -149,8 +150,29 @@ func (u *upload) abortMPU() error {
 	return u.abortErr
 }
 
-// abortID aborts one multipart upload, even if the caller's context is gone.
+// abortID aborts one multipart upload, even if the caller's context is
+// gone. When that fails the store is most likely unreachable (often the
+// very reason for the abort): the caller gets the error at once, and the
+// abort is retried in the background until cleanupTimeout, or the parts
+// would stay pending (and billed) in the bucket after the store is back.
 func (u *upload) abortID(id *string) error {
+	err := u.tryAbort(id)
+	if err != nil {
+		go func() {
+			deadline := time.Now().Add(cleanupTimeout)
+			for wait := time.Second; time.Now().Add(wait).Before(deadline); wait = min(2*wait, 15*time.Second) {
+				time.Sleep(wait)
+				if u.tryAbort(id) == nil {
+					return
+				}
+			}
+		}()
+	}
+	return err
+}
+
+// tryAbort makes one AbortMultipartUpload call (with the SDK's retries).
+func (u *upload) tryAbort(id *string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.parent), cleanupTimeout)
 	defer cancel()
 	_, err := u.s.c.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
