@@ -81,7 +81,7 @@ type Store struct {
 	copyThreshold int64
 	copyPart      int64
 
-	pools sync.Map // part size (int64) → *sync.Pool of *[]byte
+	pools sync.Map // part size (int64) → *partPool
 }
 
 var _ vfs.Store = (*Store)(nil)
@@ -324,14 +324,11 @@ func (s *Store) sseFields() (types.ServerSideEncryption, *string) {
 	return s.sse, s.kmsKey
 }
 
-// bufPool returns the buffer pool for one part size.
-func (s *Store) bufPool(size int64) *sync.Pool {
+// partPool returns the buffer pool for one part size.
+func (s *Store) partPool(size int64) *partPool {
 	if p, ok := s.pools.Load(size); ok {
-		return p.(*sync.Pool)
+		return p.(*partPool)
 	}
-	p, _ := s.pools.LoadOrStore(size, &sync.Pool{New: func() any {
-		b := make([]byte, 0, size)
-		return &b
-	}})
-	return p.(*sync.Pool)
+	p, _ := s.pools.LoadOrStore(size, newPartPool(int(size)))
+	return p.(*partPool)
 }

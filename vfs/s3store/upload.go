@@ -74,7 +74,7 @@ type upload struct {
 
 	wmu      sync.Mutex
 	finished bool // committed, aborted or failed for good
-	buf      *[]byte
+	buf      *partBuf
 	nparts   int // parts handed to goroutines
 	sem      chan struct{}
 	wg       sync.WaitGroup
@@ -201,7 +201,7 @@ func (u *upload) Write(p []byte) (int, error) {
 	}
 	n := 0
 	for len(p) > 0 {
-		if u.buf != nil && int64(len(*u.buf)) == u.partSize(u.nparts+1) {
+		if u.buf != nil && int64(len(u.buf.b)) == u.partSize(u.nparts+1) {
 			// Flush a full part only once more data arrives, so an object
 			// of exactly one part size is still a single PutObject.
 			if err := u.flush(); err != nil {
@@ -212,9 +212,9 @@ func (u *upload) Write(p []byte) (int, error) {
 		if u.buf == nil {
 			u.buf = u.newBuf()
 		}
-		room := u.partSize(u.nparts+1) - int64(len(*u.buf))
+		room := u.partSize(u.nparts+1) - int64(len(u.buf.b))
 		k := int(min(room, int64(len(p))))
-		*u.buf = append(*u.buf, p[:k]...)
+		u.buf.b = append(u.buf.b, p[:k]...)
 		p = p[k:]
 		n += k
 	}
@@ -223,25 +223,22 @@ func (u *upload) Write(p []byte) (int, error) {
 
 // newBuf returns an empty buffer for the next part. Small hinted uploads
 // get a right-sized buffer instead of a whole pooled part.
-func (u *upload) newBuf() *[]byte {
+func (u *upload) newBuf() *partBuf {
 	size := u.partSize(u.nparts + 1)
 	if u.nparts == 0 && u.opt.SizeHint >= 0 && u.opt.SizeHint < size {
-		b := make([]byte, 0, u.opt.SizeHint)
-		return &b
+		return &partBuf{b: make([]byte, 0, u.opt.SizeHint)}
 	}
-	b := u.s.bufPool(size).Get().(*[]byte)
-	*b = (*b)[:0]
-	return b
+	return u.s.partPool(size).get()
 }
 
 // putBuf recycles b into the pool of its capacity, if there is one; odd
 // sizes (a small hinted buffer that grew) are left to the GC.
-func (u *upload) putBuf(b *[]byte) {
+func (u *upload) putBuf(b *partBuf) {
 	if b == nil {
 		return
 	}
-	if p, ok := u.s.pools.Load(int64(cap(*b))); ok {
-		p.(*sync.Pool).Put(b)
+	if p, ok := u.s.pools.Load(int64(cap(b.b))); ok {
+		p.(*partPool).put(b)
 	}
 }
 
@@ -321,7 +318,7 @@ func (u *upload) createMPU() (*string, error) {
 	return out.UploadId, nil
 }
 
-func (u *upload) sendPart(id *string, num int32, buf *[]byte) {
+func (u *upload) sendPart(id *string, num int32, buf *partBuf) {
 	defer u.wg.Done()
 	defer func() { <-u.sem }()
 	out, err := u.s.c.UploadPart(u.ctx, &s3.UploadPartInput{
@@ -329,11 +326,14 @@ func (u *upload) sendPart(id *string, num int32, buf *[]byte) {
 		Key:           &u.key,
 		UploadId:      id,
 		PartNumber:    aws.Int32(num),
-		Body:          bytes.NewReader(*buf),
-		ContentLength: aws.Int64(int64(len(*buf))),
+		Body:          bytes.NewReader(buf.b),
+		ContentLength: aws.Int64(int64(len(buf.b))),
 	})
 	if err != nil {
-		// The buffer is not recycled: the transport may still hold it.
+		// The transport may still hold the buffer: reuse it only later.
+		if p, ok := u.s.pools.Load(int64(cap(buf.b))); ok {
+			p.(*partPool).quarantine(buf)
+		}
 		u.fail(mapErr("upload part", err))
 		return
 	}
@@ -386,7 +386,7 @@ func (u *upload) commit(ctx context.Context) error {
 	if u.nparts == 0 {
 		var body []byte
 		if u.buf != nil {
-			body = *u.buf
+			body = u.buf.b
 		}
 		_, err := u.s.c.PutObject(ctx, &s3.PutObjectInput{
 			Bucket:               &u.s.bucket,
@@ -400,7 +400,7 @@ func (u *upload) commit(ctx context.Context) error {
 		return mapErr("put", err)
 	}
 	// Lazy flushing leaves the last part (>= 1 byte) in buf.
-	if u.buf != nil && len(*u.buf) > 0 {
+	if u.buf != nil && len(u.buf.b) > 0 {
 		if err := u.flush(); err != nil {
 			return err
 		}
