@@ -3,9 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,12 +158,4 @@ func cliTree(t *testing.T, dir string, files map[string]int64) map[string]string
 		_, sums[rel] = randomFile(t, filepath.Dir(filepath.Join(dir, rel)), filepath.Base(rel), n)
 	}
 	return sums
-}
-
-// cliConnClosed reports errors that mean the peer closed the connection.
-func cliConnClosed(err error) bool {
-	var ne net.Error
-	return errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) || (errors.As(err, &ne) && !ne.Timeout()) ||
-		strings.Contains(fmt.Sprint(err), "EOF")
 }
