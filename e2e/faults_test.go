@@ -640,4 +640,3 @@ func TestFaultShutdownDuringUpload(t *testing.T) {
 		}
 	})
 }
-
