@@ -90,8 +90,8 @@ func TestDirectoryOperations(t *testing.T) {
 		"rmdir inbox":                          "Failure", // not empty
 		"rm nope":                              "No such file",
 		"rename nope x":                        "No such file",
-		"mkdir inbox":                          "Failure",       // exists
-		"rename inbox/renamed.pdf empty":       "Failure",       // target exists, no overwrite
+		"mkdir inbox":                          "Failure",     // exists
+		"rename inbox/renamed.pdf empty":       "Failure",     // target exists, no overwrite
 		"symlink inbox/renamed.pdf inbox/link": "unsupported", // no links
 		"get inbox":                            "",
 		"ls nope":                              "not found",
