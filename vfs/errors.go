@@ -5,68 +5,51 @@ import (
 	"errors"
 )
 
-// ErrorClass names the kind of an error for audit events and metrics.
-func ErrorClass(err error) string {
+// classify is the one mapping of errors to an audit class and to the short
+// text a client may see: the reason for our own errors, a fixed text for
+// store errors (never raw S3 detail).
+func classify(err error) (class, message string) {
 	var ipe *InvalidPathError
 	var le *LimitError
 	switch {
 	case err == nil:
-		return ""
+		return "", ""
 	case errors.Is(err, ErrPermission):
-		return "permission"
+		return "permission", "permission denied"
 	case errors.Is(err, ErrNotExist):
-		return "not_found"
+		return "not_found", "no such file"
 	case errors.Is(err, ErrExist):
-		return "exists"
+		return "exists", "file exists"
 	case errors.Is(err, ErrUnsupported):
-		return "unsupported"
+		return "unsupported", err.Error()
 	case errors.Is(err, ErrNotEmpty):
-		return "not_empty"
+		return "not_empty", "directory not empty"
 	case errors.As(err, &ipe):
-		return "invalid_path"
+		return "invalid_path", ipe.Error()
 	case errors.As(err, &le):
-		return "limit"
+		return "limit", le.Error()
 	case errors.Is(err, errNotSequential), errors.Is(err, errWindow), errors.Is(err, errGap):
-		return "not_sequential"
+		return "not_sequential", err.Error()
 	case errors.Is(err, context.Canceled), errors.Is(err, errAborted):
-		return "aborted"
+		return "aborted", "transfer aborted"
 	default:
-		return "store"
+		return "store", "storage error, please retry later"
 	}
+}
+
+// ErrorClass names the kind of an error for audit events and metrics.
+func ErrorClass(err error) string {
+	c, _ := classify(err)
+	return c
+}
+
+// SafeMessage is the short text a client may see for err.
+func SafeMessage(err error) string {
+	_, m := classify(err)
+	return m
 }
 
 // LimitError is an upload refused by a size, quota or type limit.
 type LimitError struct{ Reason string }
 
 func (e *LimitError) Error() string { return e.Reason }
-
-// SafeMessage is the short text a client may see for err: the reason for
-// our own errors, and a fixed text for store errors (never raw S3 detail).
-func SafeMessage(err error) string {
-	var ipe *InvalidPathError
-	var le *LimitError
-	switch {
-	case err == nil:
-		return ""
-	case errors.Is(err, ErrPermission):
-		return "permission denied"
-	case errors.Is(err, ErrNotExist):
-		return "no such file"
-	case errors.Is(err, ErrExist):
-		return "file exists"
-	case errors.Is(err, ErrUnsupported):
-		return err.Error()
-	case errors.Is(err, ErrNotEmpty):
-		return "directory not empty"
-	case errors.As(err, &ipe):
-		return ipe.Error()
-	case errors.As(err, &le):
-		return le.Error()
-	case errors.Is(err, errNotSequential), errors.Is(err, errWindow), errors.Is(err, errGap):
-		return err.Error()
-	case errors.Is(err, context.Canceled), errors.Is(err, errAborted):
-		return "transfer aborted"
-	default:
-		return "storage error, please retry later"
-	}
-}
