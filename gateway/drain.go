@@ -7,8 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pkg/sftp"
-
 	"github.com/sftpgw/sftpgw/audit"
 	"github.com/sftpgw/sftpgw/vfs"
 )
@@ -50,7 +48,7 @@ func (a *connActivity) open(op, path string) error {
 		a.rec.Record(audit.Event{Time: time.Now().UTC(), Kind: "file", Session: a.sess.ID, User: a.sess.User,
 			Role: a.sess.Role, Client: a.sess.Client, Op: op, Path: vp, Result: "error", ErrClass: "shutdown",
 			Detail: "refused: the gateway is shutting down"})
-		return sftp.ErrSSHFxFailure
+		return errShuttingDown
 	}
 	return nil
 }

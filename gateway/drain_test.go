@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pkg/sftp"
-
 	"github.com/sftpgw/sftpgw/audit"
 	"github.com/sftpgw/sftpgw/vfs"
 )
@@ -31,7 +29,7 @@ func TestConnActivity(t *testing.T) {
 		t.Error("idle with a handle open")
 	}
 	draining.Store(true)
-	if err := a.open("download", "x/../b"); err != sftp.ErrSSHFxFailure {
+	if err := a.open("download", "x/../b"); err != errShuttingDown {
 		t.Errorf("open while draining: %v", err)
 	}
 	if len(evs) != 1 || evs[0].Op != "download" || evs[0].Path != "/b" || evs[0].ErrClass != "shutdown" ||
