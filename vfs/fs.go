@@ -144,6 +144,17 @@ func (f *FS) authorize(ev *opEvent) error {
 	return ErrPermission
 }
 
+// start resolves p, opens the audit event for op and authorizes it: the
+// prologue of every single-path operation. The caller finishes ev.
+func (f *FS) start(op Op, p string) (vp, key string, ev *opEvent, err error) {
+	vp, key, err = f.resolve(p)
+	ev = f.begin(op, vp)
+	if err == nil {
+		err = f.authorize(ev)
+	}
+	return vp, key, ev, err
+}
+
 // resolve cleans a client path and maps it to a key inside the home.
 func (f *FS) resolve(p string) (vpath, key string, err error) {
 	vpath, err = CleanPath(p)
@@ -162,13 +173,9 @@ func (f *FS) RealPath(p string) (string, error) {
 
 // Stat describes the file or directory at p.
 func (f *FS) Stat(ctx context.Context, p string) (fi FileInfo, err error) {
-	vp, key, err := f.resolve(p)
-	ev := f.begin(OpStat, vp)
+	vp, key, ev, err := f.start(OpStat, p)
 	defer func() { f.finish(ev, err) }()
 	if err != nil {
-		return fi, err
-	}
-	if err = f.authorize(ev); err != nil {
 		return fi, err
 	}
 	return f.stat(ctx, vp, key)
@@ -308,13 +315,9 @@ func (l *Lister) Close() error {
 
 // Mkdir creates a directory marker.
 func (f *FS) Mkdir(ctx context.Context, p string) (err error) {
-	vp, key, err := f.resolve(p)
-	ev := f.begin(OpMkdir, vp)
+	vp, key, ev, err := f.start(OpMkdir, p)
 	defer func() { f.finish(ev, err) }()
 	if err != nil {
-		return err
-	}
-	if err = f.authorize(ev); err != nil {
 		return err
 	}
 	if vp == "/" {
@@ -345,13 +348,9 @@ var ErrNotEmpty = errors.New("directory not empty")
 
 // Rmdir removes an empty directory.
 func (f *FS) Rmdir(ctx context.Context, p string) (err error) {
-	vp, key, err := f.resolve(p)
-	ev := f.begin(OpRmdir, vp)
+	vp, key, ev, err := f.start(OpRmdir, p)
 	defer func() { f.finish(ev, err) }()
 	if err != nil {
-		return err
-	}
-	if err = f.authorize(ev); err != nil {
 		return err
 	}
 	if vp == "/" {
@@ -381,13 +380,9 @@ func (f *FS) Rmdir(ctx context.Context, p string) (err error) {
 
 // Remove deletes a file.
 func (f *FS) Remove(ctx context.Context, p string) (err error) {
-	vp, key, err := f.resolve(p)
-	ev := f.begin(OpDelete, vp)
+	vp, key, ev, err := f.start(OpDelete, p)
 	defer func() { f.finish(ev, err) }()
 	if err != nil {
-		return err
-	}
-	if err = f.authorize(ev); err != nil {
 		return err
 	}
 	oi, err := f.store.Stat(ctx, key)
@@ -517,13 +512,9 @@ func (f *FS) renameDir(ctx context.Context, src, dst string) error {
 // Setstat accepts attribute changes as a no-op: objects carry no mode or
 // owner, and clients send times and modes after every upload.
 func (f *FS) Setstat(ctx context.Context, p string) (err error) {
-	vp, key, err := f.resolve(p)
-	ev := f.begin(OpSetstat, vp)
+	vp, key, ev, err := f.start(OpSetstat, p)
 	defer func() { f.finish(ev, err) }()
 	if err != nil {
-		return err
-	}
-	if err = f.authorize(ev); err != nil {
 		return err
 	}
 	_, err = f.stat(ctx, vp, key)
@@ -533,13 +524,9 @@ func (f *FS) Setstat(ctx context.Context, p string) (err error) {
 // Truncate handles a size change by setstat: only "no change" is possible
 // on an immutable object.
 func (f *FS) Truncate(ctx context.Context, p string, size int64) (err error) {
-	vp, key, err := f.resolve(p)
-	ev := f.begin(OpSetstat, vp)
+	vp, key, ev, err := f.start(OpSetstat, p)
 	defer func() { f.finish(ev, err) }()
 	if err != nil {
-		return err
-	}
-	if err = f.authorize(ev); err != nil {
 		return err
 	}
 	fi, err := f.stat(ctx, vp, key)
