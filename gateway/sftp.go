@@ -120,7 +120,13 @@ func (h *handlers) Filecmd(r *sftp.Request) error {
 	switch r.Method {
 	case "Setstat":
 		if r.AttrFlags().Size {
-			err = h.fs.Truncate(h.ctx, r.Filepath, int64(r.Attributes().Size))
+			// Attributes is nil when the attribute block is truncated: a
+			// malformed request, which must not crash the gateway.
+			st := r.Attributes()
+			if st == nil {
+				return sftp.ErrSSHFxBadMessage
+			}
+			err = h.fs.Truncate(h.ctx, r.Filepath, int64(st.Size))
 		} else {
 			err = h.fs.Setstat(h.ctx, r.Filepath)
 		}
