@@ -357,12 +357,22 @@ func (s *Server) handleConn(raw net.Conn) {
 			_ = nc.Reject(ssh.Prohibited, "only the sftp subsystem is available")
 			continue
 		}
+		// Counted under the lock that Shutdown takes before it waits, so no
+		// channel is added to s.sessions once Shutdown is waiting on it.
+		s.mu.Lock()
+		if s.shutdown.Load() {
+			s.mu.Unlock()
+			_ = nc.Reject(ssh.ResourceShortage, "server is shutting down")
+			continue
+		}
+		s.sessions.Add(1)
+		s.mu.Unlock()
 		ch, creqs, err := nc.Accept()
 		if err != nil {
+			s.sessions.Done()
 			continue
 		}
 		chWG.Add(1)
-		s.sessions.Add(1)
 		go func() {
 			defer chWG.Done()
 			defer s.sessions.Done()
