@@ -28,6 +28,8 @@ bench: deps build
 fuzz:
 	$(GO) test ./vfs -run '^$$' -fuzz FuzzCleanPath -fuzztime 60s
 	$(GO) test ./proxyproto -run '^$$' -fuzz FuzzRead -fuzztime 60s
+	$(GO) test ./gateway -run '^$$' -fuzz FuzzSFTPPackets -fuzztime 60s
+	$(GO) test ./authn -run '^$$' -fuzz FuzzParseUsers -fuzztime 60s
 
 clean:
 	rm -rf bin demo-data bench/results

@@ -24,4 +24,6 @@ set -e
 echo "== fuzz (short)"
 go test ./vfs -run '^$' -fuzz FuzzCleanPath -fuzztime 10s >/dev/null
 go test ./proxyproto -run '^$' -fuzz FuzzRead -fuzztime 10s >/dev/null
+go test ./gateway -run '^$' -fuzz FuzzSFTPPackets -fuzztime 10s >/dev/null
+go test ./authn -run '^$' -fuzz FuzzParseUsers -fuzztime 10s >/dev/null
 exit "$status"
