@@ -640,3 +640,41 @@ func TestFaultShutdownDuringUpload(t *testing.T) {
 		}
 	})
 }
+
+// TestFaultGatewayKilledMidUpload SIGKILLs the gateway process (the real
+// binary) in the middle of a multipart upload: the client fails and no
+// object, partial or whole, becomes visible. The multipart upload itself
+// cannot be aborted by a dead process; it stays pending until a bucket
+// lifecycle rule (AbortIncompleteMultipartUpload) removes it, which the
+// test reports.
+func TestFaultGatewayKilledMidUpload(t *testing.T) {
+	b, us := startBinGateway(t, "5s", 1)
+	u := us[0]
+	c := testenv.Client(t, b.files)
+	p, _ := randomFile(t, t.TempDir(), "big.bin", 64<<20)
+	cmd := exec.Command("sftp", append([]string{"-l", "80000"}, b.sftpArgs(u)...)...)
+	cmd.Env = append(os.Environ(), "DISPLAY=", "SSH_AUTH_SOCK=")
+	cmd.Stdin = strings.NewReader("put " + p + " big.bin\n")
+	out := &lockedOutput{}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { killClient(cmd) })
+	waitFor(t, 60*time.Second, "a multipart upload in the bucket", func() bool {
+		return len(testenv.PendingUploads(t, c, b.files.Bucket, "")) > 0
+	})
+	time.Sleep(time.Second) // a part or two more
+	_ = b.cmd.Process.Kill()
+	<-b.exited
+	if err := waitExit(t, cmd, time.Minute); err == nil {
+		t.Errorf("client reported success although the gateway died:\n%s", out)
+	}
+	if exists(t, c, b.files.Bucket, "partner/"+u.Name+"/big.bin") {
+		t.Error("a killed gateway left a visible object")
+	}
+	t.Logf("multipart uploads left pending by the killed gateway: %d (removed by the bucket's AbortIncompleteMultipartUpload rule)",
+		len(testenv.PendingUploads(t, c, b.files.Bucket, "")))
+}
