@@ -14,6 +14,9 @@
 #   BENCH_RCLONE=1      also measure `rclone serve sftp` over the same MinIO
 #   SFTPGO_BIN=PATH     also measure SFTPGo (portable mode) over the same MinIO
 #   BENCH_KEEP=1        keep the scratch directory (logs, configs)
+#   BENCH_QUICK=1       only idle memory and the big transfers (iterating on the data path)
+#   BENCH_PART=8MiB BENCH_CONC=4   the storage block's part_size and upload_concurrency
+#   BENCH_GW_ENV="..."  extra environment for the gateway, e.g. "GOGC=50 GODEBUG=gctrace=1"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -102,6 +105,8 @@ storage "files" {
   endpoint   = "${SFTPGW_TEST_S3_ENDPOINT}"
   path_style = true
   sse        = "AES256"
+${BENCH_PART:+  part_size = \"${BENCH_PART}\"}
+${BENCH_CONC:+  upload_concurrency = ${BENCH_CONC}}
 }
 
 role "bench" {
@@ -135,7 +140,7 @@ bin/sftpgw user add --users "$work/gw/users.hcl" --role bench --key "$work/clien
 
 say "starting the gateway on 127.0.0.1:${gwport}"
 AWS_ACCESS_KEY_ID="$SFTPGW_TEST_S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$SFTPGW_TEST_S3_SECRET_KEY" \
-	AWS_EC2_METADATA_DISABLED=true \
+	AWS_EC2_METADATA_DISABLED=true env ${BENCH_GW_ENV:-} \
 	bin/sftpgw serve --config "$work/gw/sftpgw.hcl" 2>"$work/gw/log" &
 gwpid=$!
 pids+=("$gwpid")
@@ -212,4 +217,4 @@ SFTPGW_VERSION="$(bin/sftpgw version 2>/dev/null | awk '{print $2}')" \
 	-gw "127.0.0.1:${gwport}" -gw-pid "$gwpid" -gw-hostkey "$work/gw/ssh_host_ed25519_key.pub" \
 	-totp "$work/totp" -sshd "127.0.0.1:${sshport}" -sshd-user "$(id -un)" -sshd-dir "$work/sshd/home" \
 	-minio-pid "$(cat "$work/minio/pid")" -reps "$REPS" -size "$SIZE" -small "$SMALL" -list "$LIST" \
-	-variants="$vflag" -extra "$extra" -out "$out"
+	-variants="$vflag" -quick="${BENCH_QUICK:-0}" -extra "$extra" -out "$out"

@@ -32,7 +32,7 @@ storage "files" {
   # endpoint   = "http://127.0.0.1:9000"
   # path_style = true
   # part_size          = "8MiB" # multipart part size (grows for huge files)
-  # upload_concurrency = 4      # parts in flight per upload
+  # upload_concurrency = 2      # parts in flight per upload (memory: +1 part each)
   # Files are to be collected within a day: anything older is deleted (a
   # sweeper in the gateway; `sftpgw check --fix` adds the same S3 lifecycle
   # rule as a backstop). Accepts "36h", "7d", ...
