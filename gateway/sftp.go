@@ -3,8 +3,10 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -32,7 +34,7 @@ func serveSFTP(ctx context.Context, ch io.ReadWriteCloser, fs *vfs.FS, opt SFTPO
 	if !opt.DisableLimitsExtension {
 		rwc = newLimitsFilter(ch, opt.MaxPacket, func(name string) { _ = fs.Deny("extension:"+name, "/") })
 	}
-	h := &handlers{fs: fs, ctx: ctx, act: act, notes: newLimitNotes(ch)}
+	h := &handlers{fs: fs, ctx: ctx, act: act, notes: newLimitNotes(ch), log: log}
 	srv := sftp.NewRequestServer(rwc, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
 		sftp.WithRSAllocator(), sftp.WithRSMaxTxPacket(opt.MaxPacket))
 	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
@@ -55,6 +57,7 @@ type handlers struct {
 	ctx   context.Context
 	act   *connActivity // open handles, for a graceful shutdown
 	notes *limitNotes   // limit refusals, repeated on stderr
+	log   hclog.Logger
 }
 
 // toStatus maps FS errors to the values pkg/sftp turns into SFTP status
@@ -78,7 +81,8 @@ func toStatus(err error) error {
 	return errors.New(vfs.SafeMessage(err))
 }
 
-func (h *handlers) Fileread(r *sftp.Request) (io.ReaderAt, error) {
+func (h *handlers) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
+	defer h.recovered(&err)
 	if err := h.act.open("download", r.Filepath); err != nil {
 		return nil, err
 	}
@@ -100,7 +104,8 @@ func (h *handlers) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
 	return h.openWrite(r)
 }
 
-func (h *handlers) openWrite(r *sftp.Request) (*writerAt, error) {
+func (h *handlers) openWrite(r *sftp.Request) (_ *writerAt, err error) {
+	defer h.recovered(&err)
 	if err := h.act.open("upload", r.Filepath); err != nil {
 		return nil, err
 	}
@@ -115,8 +120,8 @@ func (h *handlers) openWrite(r *sftp.Request) (*writerAt, error) {
 	return &writerAt{w: w, oc: &onceCloser{a: h.act}, notes: h.notes}, nil
 }
 
-func (h *handlers) Filecmd(r *sftp.Request) error {
-	var err error
+func (h *handlers) Filecmd(r *sftp.Request) (err error) {
+	defer h.recovered(&err)
 	switch r.Method {
 	case "Setstat":
 		if r.AttrFlags().Size {
@@ -149,9 +154,23 @@ func (h *handlers) Filecmd(r *sftp.Request) error {
 	return toStatus(err)
 }
 
+// errInternal answers a request whose handler panicked.
+var errInternal = errors.New("internal error; the request was not carried out")
+
+// recovered turns a panic in a request handler into the failure of that one
+// request: pkg/sftp does not recover panics, so without this one bad request
+// would end every session of the gateway.
+func (h *handlers) recovered(err *error) {
+	if p := recover(); p != nil {
+		h.log.Error("sftp handler panic", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		*err = errInternal
+	}
+}
+
 // PosixRename replaces the target atomically from the client's view.
-func (h *handlers) PosixRename(r *sftp.Request) error {
-	err := h.fs.Rename(h.ctx, r.Filepath, r.Target, true)
+func (h *handlers) PosixRename(r *sftp.Request) (err error) {
+	defer h.recovered(&err)
+	err = h.fs.Rename(h.ctx, r.Filepath, r.Target, true)
 	h.notes.tell(err)
 	return toStatus(err)
 }
@@ -168,7 +187,8 @@ func (h *handlers) StatVFS(r *sftp.Request) (*sftp.StatVFS, error) {
 		Files: 1 << 32, Ffree: 1 << 32, Favail: 1 << 32, Namemax: 255}, nil
 }
 
-func (h *handlers) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
+func (h *handlers) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
+	defer h.recovered(&err)
 	switch r.Method {
 	case "List":
 		l, err := h.fs.List(h.ctx, r.Filepath)
