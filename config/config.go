@@ -36,6 +36,7 @@ type File struct {
 	LogLevel           string         `hcl:"log_level,optional"`
 	LogFormat          string         `hcl:"log_format,optional"`
 	Banner             string         `hcl:"banner,optional"`
+	AllowNonETMMACs    bool           `hcl:"allow_non_etm_macs,optional"`
 	Storage            []StorageBlock `hcl:"storage,block"`
 	Roles              []RoleBlock    `hcl:"role,block"`
 	Audit              *AuditBlock    `hcl:"audit,block"`
@@ -118,15 +119,18 @@ type Config struct {
 	LogLevel           string
 	LogFormat          string
 	Banner             string
-	Storage            map[string]StorageBlock
-	Roles              map[string]*authn.Role
-	Audit              *Audit
-	Lockout            authn.Lockout
-	Alerts             []Alert
-	Strict             bool
-	ShutdownGrace      time.Duration
-	Metrics            *Metrics           // nil: no metrics listener
-	ProxyTrusted       proxyproto.Trusted // nil: no PROXY protocol
+	// AllowNonETMMACs adds hmac-sha2-256/512 (MAC-then-encrypt) for clients
+	// built on libssh2 < 1.11 (curl), which know neither ETM MACs nor AES-GCM.
+	AllowNonETMMACs bool
+	Storage         map[string]StorageBlock
+	Roles           map[string]*authn.Role
+	Audit           *Audit
+	Lockout         authn.Lockout
+	Alerts          []Alert
+	Strict          bool
+	ShutdownGrace   time.Duration
+	Metrics         *Metrics           // nil: no metrics listener
+	ProxyTrusted    proxyproto.Trusted // nil: no PROXY protocol
 }
 
 // Audit is the validated audit block.
@@ -198,6 +202,7 @@ func validate(path string, raw *File) (*Config, error) {
 		LogLevel:           or(raw.LogLevel, "info"),
 		LogFormat:          or(raw.LogFormat, "text"),
 		Banner:             raw.Banner,
+		AllowNonETMMACs:    raw.AllowNonETMMACs,
 		Storage:            map[string]StorageBlock{},
 		Roles:              map[string]*authn.Role{},
 		Strict:             raw.Strict,

@@ -20,6 +20,9 @@ func TestExampleConfigLoads(t *testing.T) {
 	if c.Roles["applicant"].Perms.Has(vfs.OpDownload) {
 		t.Error("applicant may download")
 	}
+	if c.AllowNonETMMACs {
+		t.Error("non-ETM MACs must be off in the example")
+	}
 	if !c.Roles["hr"].MFA || len(c.Roles["hr"].DownloadFrom) != 1 {
 		t.Error("hr must require MFA and restrict downloads")
 	}

@@ -19,6 +19,9 @@ max_sessions        = 0     # authenticated connections, 0 = unlimited
 log_level           = "info" # trace, debug, info, warn, error
 log_format          = "json" # text or json
 banner              = "Authorised use only. All activity is logged.\n"
+# Only for curl and other libssh2 < 1.11 clients, which know neither
+# encrypt-then-MAC MACs nor AES-GCM: also offer hmac-sha2-256/512.
+allow_non_etm_macs = false
 
 # A storage block is one bucket. Every object written carries server-side
 # encryption; a store that refuses it fails the operation.

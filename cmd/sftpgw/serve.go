@@ -141,7 +141,7 @@ func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) error 
 		HostKeys: signers, Auth: auth, Stores: stores, Audit: rec, Log: log.Named("gateway"),
 		HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
 		MaxUnauthConns: cfg.MaxUnauthenticated, MaxSessions: cfg.MaxSessions, Banner: cfg.Banner,
-		WrapConn: wrapConn(cfg, log),
+		WrapConn: wrapConn(cfg, log), Algorithms: algorithms(cfg, log),
 	})
 	if err != nil {
 		return err
@@ -303,4 +303,16 @@ func loadOrCreateHostKey(path string, log hclog.Logger) (ssh.Signer, error) {
 		return nil, fmt.Errorf("host key %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// algorithms returns nil (the gateway's defaults) unless the config asks for
+// the MAC-then-encrypt MACs that libssh2 < 1.11 (curl) needs.
+func algorithms(cfg *config.Config, log hclog.Logger) *ssh.Algorithms {
+	if !cfg.AllowNonETMMACs {
+		return nil
+	}
+	log.Warn("allow_non_etm_macs: also offering hmac-sha2-256/512 for old libssh2 clients such as curl")
+	a := gateway.DefaultAlgorithms()
+	a.MACs = append(a.MACs, ssh.HMACSHA256, ssh.HMACSHA512)
+	return &a
 }
