@@ -83,7 +83,8 @@ func TestPostureCheckAndFix(t *testing.T) {
 		}
 		m["files/MFA delete"] = unsup
 		m["files/lifecycle expiration"] = expire
-		m["files/lifecycle aborts uploads"] = unsup
+		m["files/lifecycle aborts uploads"] = unsup // every bucket, retention or not
+		m["logs/lifecycle aborts uploads"] = unsup
 		m["scratch/posture"] = skip
 		m["logs/audit bucket separate"] = pass
 		return m
