@@ -394,26 +394,9 @@ func duration(s string, def time.Duration) (time.Duration, error) {
 	return d, nil
 }
 
-// ParseSize parses "8MiB", "1GiB", "512KiB", "100MB" or a byte count.
-func ParseSize(s string) (int64, error) {
-	units := []struct {
-		suf string
-		mul int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
-	t := strings.TrimSpace(s)
-	mul := int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(t, u.suf) {
-			t, mul = strings.TrimSpace(strings.TrimSuffix(t, u.suf)), u.mul
-			break
-		}
-	}
-	var n int64
-	if _, err := fmt.Sscanf(t, "%d", &n); err != nil || n < 0 || fmt.Sprint(n) != t {
-		return 0, fmt.Errorf("%q is not a size like \"8MiB\" or \"1GiB\"", s)
-	}
-	return n * mul, nil
-}
+// ParseSize parses "8MiB", "1GiB", "512KiB", "100MB" or a byte count: the
+// one size syntax of the configuration and the users file.
+func ParseSize(s string) (int64, error) { return vfs.ParseSize(s) }
 
 func or(s, def string) string {
 	if s == "" {

@@ -312,7 +312,7 @@ alert "ops" {
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+files.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+files.SecretAccessKey,
 		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true", "SFTPGW_TEST_ALERT_SECRET=serve-hook-secret")
 	cmd.Dir = dir
-	logbuf := &syncBuf{}
+	logbuf := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logbuf, logbuf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -339,21 +339,4 @@ alert "ops" {
 	if strings.Contains(out, "serve-hook-secret") || strings.Contains(out, files.SecretAccessKey) {
 		t.Error("a secret reached the log")
 	}
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
