@@ -13,6 +13,8 @@
 #   BENCH_SMALL=1000    number of 64 KiB files; BENCH_LIST=10000 objects listed
 #   BENCH_RCLONE=1      also measure `rclone serve sftp` over the same MinIO
 #   SFTPGO_BIN=PATH     also measure SFTPGo (portable mode) over the same MinIO
+#   BENCH_TLS=1         MinIO over HTTPS, as S3 is in production: the SDK then sends
+#                       UNSIGNED-PAYLOAD instead of hashing every part with SHA-256
 #   BENCH_KEEP=1        keep the scratch directory (logs, configs)
 #   BENCH_QUICK=1       only idle memory and the big transfers (iterating on the data path)
 #   BENCH_PART=8MiB BENCH_CONC=4   the storage block's part_size and upload_concurrency
@@ -81,6 +83,14 @@ mkdir -p "$work/bin"
 go build -o "$work/bin/" ./bench/raws3 ./bench/sshload ./bench/driver
 
 say "starting MinIO"
+if [[ "${BENCH_TLS:-}" == 1 ]]; then
+	mkdir -p "$work/minio/certs"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
+		-addext subjectAltName=IP:127.0.0.1 -keyout "$work/minio/certs/private.key" \
+		-out "$work/minio/certs/public.crt" 2>/dev/null
+	# Every SDK client here (gateway, raws3, driver) trusts it through this.
+	export AWS_CA_BUNDLE="$work/minio/certs/public.crt"
+fi
 ./scripts/minio.sh start "$work/minio" >/dev/null
 # shellcheck disable=SC1091
 source "$work/minio/env"

@@ -20,8 +20,13 @@ randhex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
 # port_busy PORT: true if something accepts connections on 127.0.0.1:PORT.
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# ready PORT: true once MinIO's liveness endpoint answers 200.
+# ready PORT [SCHEME]: true once MinIO's liveness endpoint answers 200.
 ready() {
+	if [[ "${2:-http}" == https ]]; then
+		# TLS (a certificate in DIR/certs, e.g. from make bench): curl only.
+		curl -fsSk -o /dev/null "https://127.0.0.1:$1/minio/health/live" 2>/dev/null
+		return
+	fi
 	if command -v curl >/dev/null; then
 		curl -fsS -o /dev/null "http://127.0.0.1:$1/minio/health/live" 2>/dev/null
 		return
@@ -103,10 +108,13 @@ cmd_start() {
 		--certs-dir "$dir/certs" "$dir/data" >"$dir/minio.log" 2>&1 &
 	echo $! >"$dir/pid"
 
-	local endpoint="http://127.0.0.1:${port}"
+	# MinIO serves TLS when DIR/certs holds public.crt and private.key.
+	local scheme=http
+	[[ -f "$dir/certs/public.crt" ]] && scheme=https
+	local endpoint="${scheme}://127.0.0.1:${port}"
 	local i
 	for ((i = 0; i < 300; i++)); do
-		if ready "$port"; then
+		if ready "$port" "$scheme"; then
 			break
 		fi
 		if ! alive "$dir"; then

@@ -704,6 +704,15 @@ func (d *driver) variants() error {
 func (d *driver) smallFiles() error {
 	reps := max(1, min(d.reps, 2))
 	for rep := range reps {
+		// The floor for any S3 gateway: one PUT after the other, as an
+		// SFTP client uploads files in one session.
+		r, err := runCmd(filepath.Join(d.bin, "raws3"), []string{"mkobjects", "-size", "65536", "-workers", "1",
+			d.bucket, fmt.Sprintf("raw/small%d/f", rep), strconv.Itoa(d.smallN)}, nil)
+		if err != nil {
+			return err
+		}
+		d.res.add("small_files", "raw-s3 (sequential PUT)", "files/s", math.Round(float64(d.smallN)/r.wall))
+		d.logf("%d x 64 KiB sequential PUTs: %.2f s", d.smallN, r.wall)
 		for _, t := range d.all() {
 			dir := fmt.Sprintf("small%d", rep)
 			r, err := d.sftp(t, []string{"-mkdir " + dir, "put " + filepath.Join(d.client, "small", "*") + " " + dir + "/"})
