@@ -123,6 +123,29 @@ func BenchmarkSFTP(b *testing.B) {
 	}
 	run("put", fmt.Sprintf("put %s big\n", src))
 	run("get", fmt.Sprintf("get big %s\n", filepath.Join(dir, "dl")))
+
+	// Many small files in one session: per-file round trips dominate.
+	small := filepath.Join(dir, "small")
+	if err := os.Mkdir(small, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	const nSmall = 200
+	for i := range nSmall {
+		if err := os.WriteFile(filepath.Join(small, fmt.Sprintf("f%03d", i)), buf[:64<<10], 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("small", func(b *testing.B) {
+		cpu0 := cpuSeconds()
+		start := time.Now()
+		for i := 0; b.Loop(); i++ {
+			if out, err := g.SFTP(u, fmt.Sprintf("mkdir s%d\nput %s/* s%d/\n", i, small, i), extra...); err != nil {
+				b.Fatalf("%v: %s", err, out)
+			}
+		}
+		b.ReportMetric(float64(nSmall*b.N)/time.Since(start).Seconds(), "files/s")
+		b.ReportMetric((cpuSeconds()-cpu0)/float64(nSmall*b.N)*1e3, "gw-cpu-ms/file")
+	})
 }
 
 // cpuSeconds is the CPU time this process (the gateway) used so far.
