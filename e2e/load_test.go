@@ -170,13 +170,13 @@ func TestLoad(t *testing.T) {
 
 	// Sessions are gone: so must be every goroutine that served them (idle
 	// HTTP keep-alive connections to S3 may stay; they are pooled).
-	var left []string
-	waitFor(t, 20*time.Second, "session goroutines to end", func() bool {
+	left := sessionGoroutines()
+	for deadline := time.Now().Add(20 * time.Second); len(left) > 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
 		left = sessionGoroutines()
-		return len(left) == 0
-	})
+	}
 	if len(left) > 0 {
-		t.Errorf("%d session goroutines left, e.g.:\n%s", len(left), left[0])
+		t.Errorf("%d session goroutines left after 20 s, e.g.:\n%s", len(left), strings.Join(left[:min(3, len(left))], "\n\n"))
 	}
 }
 
@@ -188,6 +188,12 @@ func sessionGoroutines() []string {
 	var out []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
 		if strings.Contains(g, "(*Server).Serve(") && !strings.Contains(g, "pkg/sftp") {
+			continue
+		}
+		// A multipart abort that failed during an earlier test's store
+		// outage is retried in the background for a bounded time (up to
+		// 2 minutes); it belongs to no session.
+		if strings.Contains(g, "s3store.(*upload).abortID") {
 			continue
 		}
 		if strings.Contains(g, "github.com/pkg/sftp") || strings.Contains(g, "golang.org/x/crypto/ssh") ||
