@@ -19,7 +19,7 @@ check ssh-audit ssh-audit
 check haproxy haproxy
 check ip iproute2
 check fusermount3 fuse3
-python3 -c 'import paramiko' 2>/dev/null || need+=(python3-paramiko)
+/usr/bin/python3 -c 'import paramiko' 2>/dev/null || need+=(python3-paramiko)
 # curl must speak sftp (Debian's does).
 if command -v curl >/dev/null && ! curl -V | grep -qw sftp; then need+=(curl); fi
 
