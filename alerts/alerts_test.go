@@ -143,7 +143,7 @@ func TestSignedDeliveryAndFilter(t *testing.T) {
 	for _, e := range []audit.Event{upload, partial, download, denied, ban, burst, whileBan, sweep} {
 		s.Record(e)
 	}
-	waitUntil(t, "6 alerts", func() bool { return len(all.payloads()) == 6 })
+	waitUntil(t, "6 alerts", func() bool { return len(all.payloads()) == 6 && s.Stats("all").Delivered == 6 })
 	waitUntil(t, "2 alerts", func() bool { return len(sec.payloads()) == 2 })
 	var names []string
 	for _, p := range all.payloads() {
@@ -195,7 +195,8 @@ func TestRetriesWithBackoff(t *testing.T) {
 	defer s.Close(context.Background())
 	start := time.Now()
 	s.Record(upload)
-	waitUntil(t, "delivery after retries", func() bool { return len(r.payloads()) == 1 })
+	// The receiver sees the body before the sender counts the delivery.
+	waitUntil(t, "delivery after retries", func() bool { return len(r.payloads()) == 1 && s.Stats("h").Delivered == 1 })
 	// Two retries: 40 ms, then 80 ms.
 	if took := time.Since(start); took < 120*time.Millisecond {
 		t.Errorf("delivered after %s: backoff not applied", took)
