@@ -79,6 +79,7 @@ func (db *UserDB) Watch(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var statErr string // log a missing file once, not every tick
+	var pending os.FileInfo
 	for {
 		select {
 		case <-ctx.Done():
@@ -94,10 +95,25 @@ func (db *UserDB) Watch(ctx context.Context, interval time.Duration) {
 			continue
 		}
 		statErr = ""
-		if db.changed(fi) {
-			_ = db.Reload() // logged by Reload
+		if !db.changed(fi) {
+			pending = nil
+			continue
 		}
+		// Reload only once the file has looked the same for a whole
+		// interval: an editor that truncates and rewrites in place would
+		// otherwise be caught half-written (an empty file is a valid file
+		// with no users).
+		if pending == nil || !sameState(pending, fi) {
+			pending = fi
+			continue
+		}
+		pending = nil
+		_ = db.Reload() // logged by Reload
 	}
+}
+
+func sameState(a, b os.FileInfo) bool {
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }
 
 func (db *UserDB) changed(fi os.FileInfo) bool {
