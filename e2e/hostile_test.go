@@ -92,37 +92,14 @@ func (h *hostile) raw(b []byte) {
 // recv reads one reply; a closed channel is errChannelClosed, a silent
 // gateway fails the test.
 func (h *hostile) recv() (byte, []byte, error) {
-	type res struct {
-		typ  byte
-		body []byte
-		err  error
+	typ, body, err := readPacketTimeout(h.t, h.r, 300<<10)
+	switch {
+	case errors.Is(err, errBadLength):
+		return 0, nil, fmt.Errorf("gateway sent a packet of %v", err)
+	case err != nil:
+		return 0, nil, errChannelClosed
 	}
-	ch := make(chan res, 1)
-	go func() {
-		var hdr [5]byte
-		if _, err := io.ReadFull(h.r, hdr[:]); err != nil {
-			ch <- res{err: errChannelClosed}
-			return
-		}
-		n := binary.BigEndian.Uint32(hdr[:4])
-		if n < 1 || n > 300<<10 {
-			ch <- res{err: fmt.Errorf("gateway sent a packet of length %d", n)}
-			return
-		}
-		body := make([]byte, n-1)
-		if _, err := io.ReadFull(h.r, body); err != nil {
-			ch <- res{err: errChannelClosed}
-			return
-		}
-		ch <- res{typ: hdr[4], body: body}
-	}()
-	select {
-	case r := <-ch:
-		return r.typ, r.body, r.err
-	case <-time.After(20 * time.Second):
-		h.t.Fatal("gateway did not answer within 20 s")
-		return 0, nil, nil
-	}
+	return typ, body, nil
 }
 
 // req sends a request with a fresh id and returns the reply's type and

@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/pkg/sftp"
-	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/sftpgw/sftpgw/audit"
 	"github.com/sftpgw/sftpgw/internal/testgw"
@@ -37,22 +35,6 @@ func dadCount(g *testgw.Gateway, path string) int {
 // downloadEvents returns the download events of path.
 func downloadEvents(g *testgw.Gateway, path string) []audit.Event {
 	return g.Events.Find(audit.Event{Kind: "file", Op: "download", Path: path})
-}
-
-// dialGateway logs u in with the Go SSH client (host key pinned).
-func dialGateway(t *testing.T, g *testgw.Gateway, u *testgw.User) *ssh.Client {
-	t.Helper()
-	hk, err := knownhosts.New(g.KnownHosts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := ssh.Dial("tcp", g.Addr, &ssh.ClientConfig{User: u.Name, Auth: []ssh.AuthMethod{ssh.PublicKeys(u.Signer)},
-		HostKeyCallback: hk, Timeout: 20 * time.Second})
-	if err != nil {
-		t.Fatalf("ssh login of %s: %v", u.Name, err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
 }
 
 func storeHas(t *testing.T, st vfs.Store, key string) bool {
@@ -147,7 +129,7 @@ func TestDeleteAfterDownload(t *testing.T) {
 	}
 
 	// 3. A Go client reads half of a file; stat of another.
-	c, err := sftp.NewClient(dialGateway(t, g, u))
+	c, err := sftp.NewClient(dialGo(t, g, u))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -110,9 +110,10 @@ func (p *rawSFTP) send(typ byte, payload []byte) {
 	}
 }
 
-// recv reads one packet; a hung server fails the test instead of hanging it.
-func (p *rawSFTP) recv() (byte, []byte) {
-	p.t.Helper()
+// readPacketTimeout reads one SFTP packet (type and body) of at most max
+// bytes from r; a server silent for 20 s fails the test instead of hanging it.
+func readPacketTimeout(t *testing.T, r io.Reader, max uint32) (byte, []byte, error) {
+	t.Helper()
 	type res struct {
 		typ  byte
 		body []byte
@@ -121,30 +122,39 @@ func (p *rawSFTP) recv() (byte, []byte) {
 	ch := make(chan res, 1)
 	go func() {
 		var hdr [5]byte
-		if _, err := io.ReadFull(p.r, hdr[:]); err != nil {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			ch <- res{err: err}
 			return
 		}
 		n := binary.BigEndian.Uint32(hdr[:4])
-		if n < 1 || n > 1<<20 {
-			ch <- res{err: fmt.Errorf("bad packet length %d", n)}
+		if n < 1 || n > max {
+			ch <- res{err: fmt.Errorf("%w: length %d", errBadLength, n)}
 			return
 		}
 		body := make([]byte, n-1)
-		_, err := io.ReadFull(p.r, body)
+		_, err := io.ReadFull(r, body)
 		ch <- res{typ: hdr[4], body: body, err: err}
 	}()
 	select {
 	case r := <-ch:
-		if r.err != nil {
-			p.t.Fatalf("recv: %v", r.err)
-		}
-		p.seen = append(p.seen, r.body)
-		return r.typ, r.body
+		return r.typ, r.body, r.err
 	case <-time.After(20 * time.Second):
-		p.t.Fatal("no reply within 20s")
+		t.Fatal("no reply within 20 s")
+		return 0, nil, nil
 	}
-	return 0, nil
+}
+
+var errBadLength = errors.New("bad packet length")
+
+// recv reads one packet; any error fails the test.
+func (p *rawSFTP) recv() (byte, []byte) {
+	p.t.Helper()
+	typ, body, err := readPacketTimeout(p.t, p.r, 1<<20)
+	if err != nil {
+		p.t.Fatalf("recv: %v", err)
+	}
+	p.seen = append(p.seen, body)
+	return typ, body
 }
 
 // request sends a packet with a fresh id and returns the reply to it.
