@@ -8,7 +8,7 @@ BIN     := bin/sftpgw
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build demo test unit deps bench fuzz clean
+.PHONY: build demo test unit deps bench fuzz vulncheck clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sftpgw
@@ -21,6 +21,9 @@ deps:
 
 test: deps build
 	./scripts/test.sh
+
+vulncheck:
+	./scripts/vulncheck.sh
 
 unit:
 	$(GO) test ./...

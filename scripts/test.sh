@@ -16,6 +16,8 @@ export SFTPGW_BIN="$PWD/bin/sftpgw"
 
 echo "== go vet"
 go vet ./...
+echo "== vulncheck (no reachable vulnerability)"
+./scripts/vulncheck.sh
 echo "== tests (unit + integration against MinIO and real clients)"
 set +e
 go test -count=1 -timeout 25m ./... 2>&1 | tee "$work/test.log"
