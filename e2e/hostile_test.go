@@ -383,3 +383,60 @@ func TestHostileLogin(t *testing.T) {
 		t.Errorf("the real user after hostile logins: %v\n%s", err, out)
 	}
 }
+
+// TestHostileNoInit streams limits@openssh.com requests without ever
+// sending INIT, as the outside review did (300,000 requests, 9 MB): the
+// gateway queued every reply until a VERSION that never came. The first
+// packet must be INIT; anything else ends the channel at once, is audited,
+// and the gateway's heap does not grow with what the client sends.
+func TestHostileNoInit(t *testing.T) {
+	g := testgw.Start(t, testgw.Options{})
+	u := g.AddUser("applicant", false)
+	sc, err := cliDial(t, g, u, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	heapBefore := ms.HeapInuse
+
+	h := newHostile(t, sc, false)
+	const n, perChunk = 300_000, 2000
+	var chunk []byte
+	for i := range perChunk {
+		chunk = append(chunk, hPacket(hExtended, u32(uint32(i)), hStr("limits@openssh.com"))...)
+	}
+	sent := 0
+	for sent < n {
+		if _, err := h.w.Write(chunk); err != nil {
+			break
+		}
+		sent += perChunk
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	grew := int64(ms.HeapInuse) - int64(heapBefore)
+	t.Logf("%d of %d requests (%d bytes each) written before the channel closed; heap grew by %d KiB",
+		sent, n, len(chunk)/perChunk, grew>>10)
+	if sent >= n {
+		t.Errorf("the gateway took all %d requests sent before INIT (%d MiB of heap)", n, grew>>20)
+	}
+	// Margin: the whole test process is measured (client included); 9 MB
+	// of queued replies were 23 MB of heap.
+	if grew > 4<<20 {
+		t.Errorf("heap grew by %d MiB while a client sent requests before INIT", grew>>20)
+	}
+	if typ, _, err := h.recv(); !errors.Is(err, errChannelClosed) {
+		t.Errorf("a request before INIT was answered (type %d), want the channel closed", typ)
+	}
+	waitFor(t, 10*time.Second, "request_before_init audited", func() bool {
+		return len(g.Events.Find(audit.Event{User: u.Name, Op: "request_before_init", Result: "denied"})) == 1
+	})
+	// The connection and the gateway keep serving.
+	h2 := newHostile(t, sc, true)
+	if typ, _, err := h2.req(hRealpath, hStr(".")); err != nil || typ != hName {
+		t.Errorf("new channel after the hostile one: type %d, %v", typ, err)
+	}
+}

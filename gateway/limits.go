@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
 	"sync"
 )
@@ -12,32 +13,58 @@ import (
 // cuts per-request overhead about eightfold. It appends the extension to the
 // server's VERSION packet and answers the client's limits request itself;
 // every other byte passes through untouched.
+//
+// It also holds the protocol rules pkg/sftp does not enforce, so that a
+// client cannot make the gateway hold memory without bound: the first
+// packet must be INIT (as OpenSSH's sftp-server requires), and no more than
+// maxInFlight requests may wait for their answer (pkg/sftp keeps every
+// answer behind a slow one in an unbounded list, with its request's buffer).
+// A client that sends more simply waits, as with a full TCP window.
 type limitsFilter struct {
-	rwc     io.ReadWriteCloser
+	rwc io.ReadWriteCloser
+	// maxData is announced through limits@openssh.com; 0 offers no limits
+	// extension (the filter then only enforces the rules above).
 	maxData uint32
 	// refused is told of extended requests pkg/sftp answers "unsupported"
 	// by itself (copy-data, check-file, md5-hash...), so they are audited.
-	refused  func(name string)
-	inRemain int    // bytes left of the inbound packet being passed through
-	inBuf    []byte // an inbound packet read whole, not yet handed over
+	refused func(name string)
+	// violation is told once when the client breaks the protocol and the
+	// session is ended, so it is audited.
+	violation func(what string)
+	inRemain  int    // bytes left of the inbound packet being passed through
+	inBuf     []byte // an inbound packet read whole, not yet handed over
+	inited    bool   // INIT seen (only the reading goroutine uses it)
 
 	wmu       sync.Mutex
-	outRemain int    // bytes left of the outbound packet being written
-	versioned bool   // VERSION packet seen and rewritten
-	verBuf    []byte // VERSION packet being collected
-	queued    [][]byte
+	wcond     *sync.Cond // on wmu: a packet boundary passed, an answer went out, or closed
+	outRemain int        // bytes left of the outbound packet being written
+	versioned bool       // VERSION packet seen and rewritten
+	verBuf    []byte     // VERSION packet being collected
+	pending   int        // requests handed to pkg/sftp and not answered yet
+	closed    bool       // closed or a write failed: nothing will be answered any more
 }
 
 const (
+	fxpInit          = 1
 	fxpVersion       = 2
 	fxpExtended      = 200
 	fxpExtendedReply = 201
 	limitsExt        = "limits@openssh.com"
 	maxSFTPPacket    = 256 * 1024
+	// maxInFlight matches OpenSSH's default of 64 outstanding requests
+	// (sftp -R): well-behaved clients never wait for it. It bounds what
+	// one channel holds in pkg/sftp at 64 requests and answers of at most
+	// 256 KiB each.
+	maxInFlight = 64
 )
 
-func newLimitsFilter(rwc io.ReadWriteCloser, maxData uint32, refused func(string)) *limitsFilter {
-	return &limitsFilter{rwc: rwc, maxData: maxData, refused: refused}
+// errNoInit ends a channel whose first packet is not INIT.
+var errNoInit = errors.New("sftp: request before INIT")
+
+func newLimitsFilter(rwc io.ReadWriteCloser, maxData uint32, refused, violation func(string)) *limitsFilter {
+	f := &limitsFilter{rwc: rwc, maxData: maxData, refused: refused, violation: violation}
+	f.wcond = sync.NewCond(&f.wmu)
+	return f
 }
 
 // handledExtensions reach our handlers (which audit them themselves).
@@ -45,7 +72,15 @@ var handledExtensions = map[string]bool{
 	"posix-rename@openssh.com": true, "statvfs@openssh.com": true, "hardlink@openssh.com": true,
 }
 
-func (f *limitsFilter) Close() error { return f.rwc.Close() }
+// Close wakes a reader waiting for an answer slot, so it ends too.
+func (f *limitsFilter) Close() error {
+	err := f.rwc.Close() // first: a Write blocked on the channel holds wmu
+	f.wmu.Lock()
+	f.closed = true
+	f.wcond.Broadcast()
+	f.wmu.Unlock()
+	return err
+}
 
 // Read hands inbound packets to pkg/sftp, consuming limits requests.
 func (f *limitsFilter) Read(p []byte) (int, error) {
@@ -63,14 +98,27 @@ func (f *limitsFilter) Read(p []byte) (int, error) {
 			f.inRemain -= n
 			return n, err
 		}
+		if err := f.waitSlot(); err != nil {
+			return 0, err
+		}
 		var hdr [5]byte
 		if _, err := io.ReadFull(f.rwc, hdr[:]); err != nil {
 			return 0, err
 		}
 		length := int(binary.BigEndian.Uint32(hdr[:4]))
+		if !f.inited {
+			if length < 1 || hdr[4] != fxpInit {
+				if f.violation != nil {
+					f.violation("request_before_init")
+				}
+				return 0, errNoInit
+			}
+			f.inited = true
+		}
 		if hdr[4] != fxpExtended || length > 64*1024 || length < 1 {
 			f.inBuf = append(f.inBuf[:0], hdr[:]...)
 			f.inRemain = length - 1
+			f.handed()
 			continue
 		}
 		pkt := make([]byte, 5+length-1)
@@ -78,7 +126,7 @@ func (f *limitsFilter) Read(p []byte) (int, error) {
 		if _, err := io.ReadFull(f.rwc, pkt[5:]); err != nil {
 			return 0, err
 		}
-		if id, ok := isLimitsRequest(pkt[5:]); ok {
+		if id, ok := isLimitsRequest(pkt[5:]); ok && f.maxData > 0 {
 			if err := f.inject(f.limitsReply(id)); err != nil {
 				return 0, err
 			}
@@ -88,7 +136,28 @@ func (f *limitsFilter) Read(p []byte) (int, error) {
 			f.refused(name)
 		}
 		f.inBuf = pkt
+		f.handed()
 	}
+}
+
+// waitSlot blocks while maxInFlight requests wait for their answers.
+func (f *limitsFilter) waitSlot() error {
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	for f.pending >= maxInFlight && !f.closed {
+		f.wcond.Wait()
+	}
+	if f.closed {
+		return io.EOF
+	}
+	return nil
+}
+
+// handed counts a request given to pkg/sftp, which answers each exactly once.
+func (f *limitsFilter) handed() {
+	f.wmu.Lock()
+	f.pending++
+	f.wmu.Unlock()
 }
 
 // extendedName returns the request name of an extended packet body.
@@ -131,16 +200,36 @@ func (f *limitsFilter) limitsReply(id uint32) []byte {
 	return b
 }
 
-// inject writes a reply of ours between pkg/sftp's packets, never inside one.
+// inject writes a reply of ours between pkg/sftp's packets, never inside
+// one, and never before VERSION. It waits rather than queues, so a client
+// cannot pile up replies: the INIT rule guarantees VERSION is on its way.
 func (f *limitsFilter) inject(pkt []byte) error {
 	f.wmu.Lock()
 	defer f.wmu.Unlock()
-	if f.outRemain > 0 || !f.versioned {
-		f.queued = append(f.queued, pkt)
-		return nil
+	for (f.outRemain > 0 || !f.versioned) && !f.closed {
+		f.wcond.Wait()
+	}
+	if f.closed {
+		return io.EOF
 	}
 	_, err := f.rwc.Write(pkt)
+	f.failed(err)
 	return err
+}
+
+// failed marks the channel broken after a write error: pkg/sftp ignores
+// such errors, and a reader waiting for an answer would wait for ever.
+func (f *limitsFilter) failed(err error) {
+	if err != nil {
+		f.closed = true
+		f.wcond.Broadcast()
+	}
+}
+
+// answered counts one of pkg/sftp's packets fully written.
+func (f *limitsFilter) answered() {
+	f.pending--
+	f.wcond.Broadcast()
 }
 
 // Write passes pkg/sftp's output through, tracking packet boundaries and
@@ -159,7 +248,7 @@ func (f *limitsFilter) Write(p []byte) (int, error) {
 		}
 		pkt := f.verBuf[:4+length]
 		rest := f.verBuf[4+length:]
-		if pkt[4] == fxpVersion {
+		if pkt[4] == fxpVersion && f.maxData > 0 {
 			pkt = binary.BigEndian.AppendUint32(pkt, uint32(len(limitsExt)))
 			pkt = append(pkt, limitsExt...)
 			pkt = binary.BigEndian.AppendUint32(pkt, 1)
@@ -169,11 +258,10 @@ func (f *limitsFilter) Write(p []byte) (int, error) {
 		f.versioned = true
 		f.verBuf = nil
 		if _, err := f.rwc.Write(pkt); err != nil {
+			f.failed(err)
 			return 0, err
 		}
-		if err := f.flushQueued(); err != nil {
-			return 0, err
-		}
+		f.answered()
 		if len(rest) > 0 {
 			if _, err := f.writeTracked(rest); err != nil {
 				return 0, err
@@ -189,6 +277,7 @@ func (f *limitsFilter) Write(p []byte) (int, error) {
 func (f *limitsFilter) writeTracked(p []byte) (int, error) {
 	n, err := f.rwc.Write(p)
 	if err != nil {
+		f.failed(err)
 		return n, err
 	}
 	b := p
@@ -204,19 +293,9 @@ func (f *limitsFilter) writeTracked(p []byte) (int, error) {
 		step := min(len(b), f.outRemain)
 		f.outRemain -= step
 		b = b[step:]
-	}
-	if f.outRemain == 0 {
-		return n, f.flushQueued()
+		if f.outRemain == 0 {
+			f.answered()
+		}
 	}
 	return n, nil
-}
-
-func (f *limitsFilter) flushQueued() error {
-	for len(f.queued) > 0 {
-		if _, err := f.rwc.Write(f.queued[0]); err != nil {
-			return err
-		}
-		f.queued = f.queued[1:]
-	}
-	return nil
 }

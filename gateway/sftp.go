@@ -30,10 +30,12 @@ func serveSFTP(ctx context.Context, ch io.ReadWriteCloser, fs *vfs.FS, opt SFTPO
 	if opt.MaxPacket == 0 {
 		opt.MaxPacket = 255 * 1024
 	}
-	var rwc io.ReadWriteCloser = ch
-	if !opt.DisableLimitsExtension {
-		rwc = newLimitsFilter(ch, opt.MaxPacket, func(name string) { _ = fs.Deny("extension:"+name, "/") })
+	maxData := opt.MaxPacket
+	if opt.DisableLimitsExtension {
+		maxData = 0 // the filter still enforces INIT first and the in-flight bound
 	}
+	rwc := newLimitsFilter(ch, maxData, func(name string) { _ = fs.Deny("extension:"+name, "/") },
+		func(what string) { _ = fs.Deny(what, "/") })
 	h := &handlers{fs: fs, ctx: ctx, act: act, notes: newLimitNotes(ch), log: log}
 	srv := sftp.NewRequestServer(rwc, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
 		sftp.WithRSAllocator(), sftp.WithRSMaxTxPacket(opt.MaxPacket))
