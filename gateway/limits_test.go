@@ -50,7 +50,7 @@ func (h *slowHandlers) ReadAt(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 func (h *slowHandlers) Filewrite(*sftp.Request) (io.WriterAt, error) { return nil, os.ErrPermission }
-func (h *slowHandlers) Filecmd(*sftp.Request) error                 { <-h.release; return nil }
+func (h *slowHandlers) Filecmd(*sftp.Request) error                  { <-h.release; return nil }
 func (h *slowHandlers) Filelist(*sftp.Request) (sftp.ListerAt, error) {
 	return nil, os.ErrNotExist
 }
