@@ -244,3 +244,140 @@ func TestVerifyWrongKey(t *testing.T) {
 	}
 	wantProblem(t, r, KindSignature, keys[0])
 }
+
+// resign rewrites the batch at key as the holder of the signing key could:
+// edit its header, sign it again and store it under the key its header
+// implies (the old key is removed). It returns the new key.
+func resign(t *testing.T, st *memStore, key string, edit func(h *header)) string {
+	t.Helper()
+	d, ok := st.get(key)
+	if !ok {
+		t.Fatalf("no object %s", key)
+	}
+	b, err := parseBatch(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := b.h
+	edit(&h)
+	sealed, err := time.Parse(audit.TimeLayout, h.Time)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.del(key)
+	nk := objectKey("audit/", h.Instance, sealed, h.Seq)
+	st.put(nk, encodeBatch(h, b.events, testKey))
+	return nk
+}
+
+// onlyProblems fails unless r's problems are exactly the wanted (kind, key)
+// pairs: each tampering below is one that no other check reports, so
+// disabling the check under test makes the trail verify OK.
+func onlyProblems(t *testing.T, r *Report, want ...Problem) {
+	t.Helper()
+	var got []string
+	for _, p := range r.Problems {
+		got = append(got, string(p.Kind)+" "+p.Key)
+	}
+	var exp []string
+	for _, p := range want {
+		exp = append(exp, string(p.Kind)+" "+p.Key)
+	}
+	if strings.Join(got, "\n") != strings.Join(exp, "\n") {
+		t.Fatalf("problems:\n%s\nwant exactly:\n%s\nreport:\n%s", strings.Join(got, "\n"), strings.Join(exp, "\n"), r)
+	}
+}
+
+// TestVerifyChecksOnlyTheyCatch gives each check of the chain pass a
+// tampering that every other check lets through.
+func TestVerifyChecksOnlyTheyCatch(t *testing.T) {
+	good, keys := goodTrail(t)
+	sealedAt := func(st *memStore, key string) time.Time {
+		s, err := time.Parse(audit.TimeLayout, headerOf(t, st, key).Time)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+
+	t.Run("chain: re-signed batch with a wrong prev hash", func(t *testing.T) {
+		// Signature, key, seq and times of the newest batch are all right;
+		// only its link to batch 5 is not. (Re-signing an earlier batch
+		// would also break the link of the batch after it.)
+		st := good.clone()
+		k := resign(t, st, keys[5], func(h *header) { h.Prev = strings.Repeat("ab", 32) })
+		if k != keys[5] {
+			t.Fatalf("re-signed under another key %s", k)
+		}
+		onlyProblems(t, verify(t, st, time.Time{}, time.Time{}), Problem{Kind: KindChain, Key: keys[5]})
+	})
+
+	t.Run("chain: first batch with a prev link", func(t *testing.T) {
+		st := good.clone()
+		for _, k := range keys[1:] {
+			st.del(k) // a one-batch trail: no later link to break
+		}
+		resign(t, st, keys[0], func(h *header) { h.Prev = strings.Repeat("cd", 32) })
+		onlyProblems(t, verify(t, st, time.Time{}, time.Time{}), Problem{Kind: KindChain, Key: keys[0]})
+	})
+
+	t.Run("order: an older batch replayed later under a consistent name", func(t *testing.T) {
+		// A validly signed copy of batch 2, re-sealed between batches 3
+		// and 4: seq goes 1 2 3 2 4 in key order.
+		st := good.clone()
+		d, _ := st.get(keys[1])
+		at := sealedAt(st, keys[2]).Add(time.Millisecond)
+		if !at.Before(sealedAt(st, keys[3])) {
+			t.Fatal("setup: no room between batches 3 and 4")
+		}
+		tmp := "audit/tmp"
+		st.put(tmp, d)
+		// resign derives the name from the header: seq 2, sealed at.
+		k := resign(t, st, tmp, func(h *header) { h.Time = audit.FormatTime(at) })
+		onlyProblems(t, verify(t, st, time.Time{}, time.Time{}), Problem{Kind: KindOrder, Key: k})
+	})
+
+	t.Run("order: duplicate seq", func(t *testing.T) {
+		st := good.clone()
+		d, _ := st.get(keys[2])
+		st.put("audit/tmp", d)
+		k := resign(t, st, "audit/tmp", func(h *header) {
+			h.Time = audit.FormatTime(sealedAt(st, keys[2]).Add(time.Millisecond))
+		})
+		if k <= keys[2] || k >= keys[3] {
+			t.Fatalf("setup: duplicate %s does not sort between %s and %s", k, keys[2], keys[3])
+		}
+		onlyProblems(t, verify(t, st, time.Time{}, time.Time{}), Problem{Kind: KindOrder, Key: k})
+	})
+
+	t.Run("order: two valid batches swapped with consistent names", func(t *testing.T) {
+		// The key holder swaps the sealing times of batches 3 and 4 and
+		// renames both to match: key order now says 1 2 4 3 5 6. The gap
+		// at 4 and the broken link at 5 show too; 3 is the reorder.
+		st := good.clone()
+		t3, t4 := sealedAt(st, keys[2]), sealedAt(st, keys[3])
+		k4 := resign(t, st, keys[3], func(h *header) { h.Time = audit.FormatTime(t3) })
+		k3 := resign(t, st, keys[2], func(h *header) { h.Time = audit.FormatTime(t4) })
+		if k4 >= k3 {
+			t.Fatalf("setup: %s does not sort before %s", k4, k3)
+		}
+		r := verify(t, st, time.Time{}, time.Time{})
+		wantProblem(t, r, KindOrder, k3)
+		wantProblem(t, r, KindMissing, k4)
+	})
+
+	t.Run("time: header sealed before its predecessor", func(t *testing.T) {
+		// Key order is sealing-time order, so a batch sealed before its
+		// predecessor always disagrees with its own key too (KindKey);
+		// the time check names the regression itself.
+		st := good.clone()
+		before := sealedAt(st, keys[4]).Add(-time.Millisecond)
+		d, _ := st.get(keys[5])
+		b, _ := parseBatch(d)
+		h := b.h
+		h.Time = audit.FormatTime(before)
+		st.put(keys[5], encodeBatch(h, b.events, testKey))
+		onlyProblems(t, verify(t, st, time.Time{}, time.Time{}),
+			Problem{Kind: KindKey, Key: keys[5]}, Problem{Kind: KindTime, Key: keys[5]})
+	})
+}
