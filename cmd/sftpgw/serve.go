@@ -53,9 +53,20 @@ func newLogger(cfg *config.Config) hclog.Logger {
 }
 
 // serve runs the gateway until ctx ends, then shuts down gracefully.
-// ready, if non-nil, receives the listening address.
-func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) error {
+// ready, if non-nil, receives the listening address. Whichever way it
+// returns (a failed setup step, a listener error, ctx), the background work
+// it started ends and the audit trail is flushed.
+func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) (result error) {
 	log := newLogger(cfg)
+	defer func() { // last, after the trail's flush
+		if result == nil {
+			log.Info("stopped")
+		}
+	}()
+	// Background work (users watch, retention, posture, SIGHUP) ends with
+	// serve, not only with the caller's ctx.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var met *metrics.Metrics
 	if cfg.Metrics != nil {
 		met = metrics.New(metrics.Options{Version: version})
@@ -103,6 +114,15 @@ func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) error 
 		// Not ctx: events of transfers finishing during the grace period
 		// must keep flowing; Close stops it.
 		go tr.Run(context.Background())
+		// From here on every return flushes the trail, so the events of a
+		// start that fails later (or of a listener error) are not lost.
+		defer func() {
+			cancel() // background recorders first: nothing records after Close
+			// result, not err: err is shadowed in this block.
+			if cerr := closeTrail(tr, result, log); result == nil {
+				result = cerr
+			}
+		}()
 		rec = audit.Multi(rec, tr)
 	}
 	if met != nil {
@@ -116,7 +136,7 @@ func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) error 
 	if err != nil {
 		return err
 	}
-	defer stopAlerts() // after the trail's flush: the last sessions' alerts too
+	defer stopAlerts() // after Shutdown, so the last sessions' alerts are sent too
 	if err := startRetention(ctx, cfg, stores, rec, log.Named("retention")); err != nil {
 		return err
 	}
@@ -172,6 +192,8 @@ func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) error 
 		return err
 	}
 	log.Info("listening", "address", ln.Addr().String(), "version", version)
+	rec.Record(audit.Event{Time: time.Now().UTC(), Kind: "admin", Op: "start", Result: "ok",
+		Detail: "sftpgw " + version + " listening on " + ln.Addr().String()})
 	if ready != nil {
 		ready(ln.Addr())
 	}
@@ -179,16 +201,23 @@ func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) error 
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go func() {
-		for range hup {
-			reload(cfg.Path, users, auth, stores, rec, log)
+		for {
+			select {
+			case <-hup:
+				reload(cfg.Path, users, auth, stores, rec, log)
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	var serveErr error
 	select {
-	case err := <-errc:
-		return err
+	case serveErr = <-errc:
+		// Sessions already open still get the grace period below.
+		log.Error("listener failed; shutting down", "error", serveErr.Error())
 	case <-ctx.Done():
 	}
 	grace := cfg.ShutdownGrace
@@ -202,18 +231,25 @@ func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) error 
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown", "detail", err.Error())
 	}
-	if tr != nil {
-		// A fresh deadline: the grace period may be used up, and the
-		// events of the last sessions must still reach the bucket.
-		fctx, fcancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer fcancel()
-		if err := tr.Close(fctx); err != nil {
-			log.Error("audit trail flush", "error", err.Error())
-			return err
-		}
-		log.Info("audit trail flushed")
+	return serveErr
+}
+
+// closeTrail records how serve ended and flushes the trail. A fresh
+// deadline: the grace period may be used up, and the events of the last
+// sessions must still reach the bucket (or at least the spool).
+func closeTrail(tr *trail.Trail, serveErr error, log hclog.Logger) error {
+	e := audit.Event{Kind: "admin", Op: "stop", Result: "ok", Detail: "sftpgw stopped"}
+	if serveErr != nil {
+		e.Result, e.ErrClass, e.Detail = "error", "internal", "sftpgw stopped: "+serveErr.Error()
 	}
-	log.Info("stopped")
+	tr.Record(e)
+	fctx, fcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer fcancel()
+	if err := tr.Close(fctx); err != nil {
+		log.Error("audit trail flush", "error", err.Error())
+		return err
+	}
+	log.Info("audit trail flushed")
 	return nil
 }
 
