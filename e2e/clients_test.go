@@ -59,7 +59,6 @@ func TestClientOpenSSH(t *testing.T) {
 		t.Fatal(err)
 	}
 	back := filepath.Join(dir, "back")
-	day := time.Now().Format("Jan _2") // OpenSSH ls -l: "%b %e %H:%M"
 	out, err := g.SFTP(u, strings.Join([]string{
 		"put -r " + src + " tree",
 		"ls -l tree",
@@ -73,7 +72,12 @@ func TestClientOpenSSH(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sftp: %v\n%s", err, out)
 	}
-	mustContain(t, out, " 1000 ", " 70000 ", fmt.Sprintf(" %d ", 9<<20+17), day)
+	// Whole lines, in OpenSSH's layout, dated by the object's own time
+	// (not today's date: the upload may straddle midnight).
+	now := time.Now()
+	mustContain(t, out, lsFileLine("c.bin", 9<<20+17, lastModified(t, c, bucket, home+"tree/sub/deep/c.bin"), now),
+		lsFileLine("zero.nu", 0, lastModified(t, c, bucket, home+"tree/sub/deep/zero.nu"), now),
+		" 1000 ", " 70000 ")
 	if _, after, _ := strings.Cut(out, "ls -1 tree/sub"); strings.Contains(after, "b.bin") {
 		t.Errorf("b.bin still listed after rm:\n%s", after)
 	}
