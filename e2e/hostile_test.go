@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/sftpgw/sftpgw/audit"
 	"github.com/sftpgw/sftpgw/authn"
 	"github.com/sftpgw/sftpgw/internal/testgw"
+	"github.com/sftpgw/sftpgw/metrics"
 )
 
 // Hostile input from a raw client that writes SFTP packets straight onto
@@ -438,5 +440,58 @@ func TestHostileNoInit(t *testing.T) {
 	h2 := newHostile(t, sc, true)
 	if typ, _, err := h2.req(hRealpath, hStr(".")); err != nil || typ != hName {
 		t.Errorf("new channel after the hostile one: type %d, %v", typ, err)
+	}
+}
+
+// TestHostileExtensionNamesMetrics sends 20,000 extended requests with
+// invented names through a real gateway: each is refused and audited, but
+// sftpgw_operations_total keeps a fixed set of series (it had one per name:
+// 20,000 series, 2 MiB of /metrics).
+func TestHostileExtensionNamesMetrics(t *testing.T) {
+	m := metrics.New(metrics.Options{NoRuntime: true})
+	g := testgw.Start(t, testgw.Options{Audit: m})
+	u := g.AddUser("applicant", false)
+	sc, err := cliDial(t, g, u, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	h := newHostile(t, sc, true)
+	const n = 20000
+	go func() { // replies are read below, concurrently: requests in flight are bounded
+		var buf []byte
+		for i := range n {
+			buf = append(buf, hPacket(hExtended, u32(uint32(i+1)), hStr(fmt.Sprintf("x-%d.evil.example", i)))...)
+			if len(buf) > 32<<10 || i == n-1 {
+				if _, err := h.w.Write(buf); err != nil {
+					return
+				}
+				buf = buf[:0]
+			}
+		}
+	}()
+	for i := range n {
+		typ, body, err := h.recv()
+		if code, _, ok := hStatusOf(typ, body[min(4, len(body)):]); err != nil || !ok || code != hOpUnsupp {
+			t.Fatalf("reply %d: type %d, status %d, %v", i, typ, code, err)
+		}
+	}
+	waitFor(t, 10*time.Second, "every refusal audited", func() bool {
+		return len(g.Events.Find(audit.Event{User: u.Name, Result: "denied", ErrClass: "unsupported"})) >= n
+	})
+	rec := httptest.NewRecorder()
+	m.Handler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	series := 0
+	for line := range strings.SplitSeq(rec.Body.String(), "\n") {
+		if strings.HasPrefix(line, "sftpgw_operations_total{") {
+			series++
+		}
+	}
+	t.Logf("%d sftpgw_operations_total series, /metrics %d bytes", series, rec.Body.Len())
+	if series > 5 {
+		t.Errorf("%d operation series after %d invented extension names", series, n)
+	}
+	if v := metricValue(rec.Body.String(), `sftpgw_operations_total{op="other",result="denied",role="applicant"}`); v != n {
+		t.Errorf("invented extensions counted as other: %v, want %d", v, n)
 	}
 }

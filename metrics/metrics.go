@@ -19,6 +19,7 @@ import (
 
 	"github.com/sftpgw/sftpgw/audit"
 	"github.com/sftpgw/sftpgw/audit/trail"
+	"github.com/sftpgw/sftpgw/vfs"
 )
 
 // Metrics holds the collectors of one gateway process.
@@ -146,7 +147,7 @@ func (m *Metrics) Record(e audit.Event) {
 		m.logins.WithLabelValues(method(e.Method), result).Inc()
 	case "file":
 		role := label(e.Role)
-		m.ops.WithLabelValues(role, label(e.Op), label(e.Result)).Inc()
+		m.ops.WithLabelValues(role, opLabel(e.Op), label(e.Result)).Inc()
 		dir := ""
 		switch e.Op {
 		case "upload", "overwrite":
@@ -193,6 +194,43 @@ func method(m string) string {
 		return m
 	case "publickey,keyboard-interactive":
 		return "publickey+totp"
+	}
+	return "other"
+}
+
+// opLabels are the operation names the gateway writes into file events.
+// A client chooses the names of the extensions it asks for (each refused
+// one is audited as "extension:<name>"), so the op label takes only these
+// values; anything else, including invented extensions, counts as "other"
+// and its details are in the audit trail.
+var opLabels = func() map[string]bool {
+	m := map[string]bool{}
+	for _, op := range vfs.PermAll.Names() {
+		m[op] = true
+	}
+	for _, op := range []string{
+		// refusals by the gateway and vfs
+		"ssh_request", "link", "symlink", "readlink", "read_from_upload_handle", "request_before_init",
+		// pkg/sftp request methods that reach the default refusal
+		"Setstat", "Rename", "Rmdir", "Mkdir", "Remove", "Link", "Symlink", "Readlink",
+	} {
+		m[op] = true
+	}
+	// Extensions real clients send that pkg/sftp refuses.
+	for _, ext := range []string{
+		"copy-data", "check-file", "check-file-name", "check-file-handle", "md5-hash", "md5-hash-handle",
+		"copy-file", "space-available", "home-directory", "fsync@openssh.com", "lsetstat@openssh.com",
+		"expand-path@openssh.com", "users-groups-by-id@openssh.com", "limits@openssh.com",
+		"fstatvfs@openssh.com", "text-seek", "vendor-id", "newline", "supported2",
+	} {
+		m["extension:"+ext] = true
+	}
+	return m
+}()
+
+func opLabel(op string) string {
+	if opLabels[op] {
+		return op
 	}
 	return "other"
 }

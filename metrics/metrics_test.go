@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -109,6 +110,41 @@ func TestLabelsBounded(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.ops.WithLabelValues("other", "upload", "ok")); got != 1 {
 		t.Errorf("odd role name not folded into other: %v", got)
+	}
+}
+
+// TestOperationLabelsBounded: a client names the extensions it asks for,
+// and each refused one is audited as "extension:<name>". 20,000 invented
+// names made 20,000 sftpgw_operations_total series (2 MiB of /metrics);
+// the op label now comes from a fixed set.
+func TestOperationLabelsBounded(t *testing.T) {
+	m := New(Options{NoRuntime: true})
+	for i := range 20000 {
+		m.Record(audit.Event{Kind: "file", Role: "applicant", Op: fmt.Sprintf("extension:x-%d.evil.example", i), Result: "denied"})
+		m.Record(audit.Event{Kind: "file", Role: "applicant", Op: fmt.Sprintf("op-%d", i), Result: "denied"})
+	}
+	m.Record(audit.Event{Kind: "file", Role: "applicant", Op: "extension:copy-data", Result: "denied"})
+	m.Record(audit.Event{Kind: "file", Role: "applicant", Op: "upload", Result: "ok"})
+	if n := testutil.CollectAndCount(m.ops); n != 3 {
+		t.Errorf("%d operation series after 40,000 invented names, want 3 (other, extension:copy-data, upload)", n)
+	}
+	if got := testutil.ToFloat64(m.ops.WithLabelValues("applicant", "other", "denied")); got != 40000 {
+		t.Errorf("invented operations counted as other: %v, want 40000", got)
+	}
+	rec := httptest.NewRecorder()
+	m.Handler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	t.Logf("/metrics is %d bytes", rec.Body.Len())
+	if rec.Body.Len() > 64<<10 {
+		t.Errorf("/metrics is %d KiB after invented names", rec.Body.Len()>>10)
+	}
+}
+
+// Every operation name vfs knows is its own label value.
+func TestOperationLabelsKnown(t *testing.T) {
+	for _, op := range vfs.PermAll.Names() {
+		if opLabel(op) != op {
+			t.Errorf("vfs operation %q counted as %q", op, opLabel(op))
+		}
 	}
 }
 
