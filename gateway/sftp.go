@@ -35,8 +35,9 @@ func serveSFTP(ctx context.Context, ch io.ReadWriteCloser, fs *vfs.FS, opt SFTPO
 		maxData = 0 // the filter still enforces INIT first and the in-flight bound
 	}
 	// Long names are rewritten below the limits filter, which counts
-	// pkg/sftp's packet lengths before the rewrite changes them.
-	rwc := newLimitsFilter(newLongNames(ch, time.Now, time.Local), maxData, func(name string) { _ = fs.Deny("extension:"+name, "/") },
+	// pkg/sftp's packet lengths before the rewrite changes them; open
+	// flags (inbound only) are fixed below both.
+	rwc := newLimitsFilter(newLongNames(newOpenFlagsFilter(ch), time.Now, time.Local), maxData, func(name string) { _ = fs.Deny("extension:"+name, "/") },
 		func(what string) { _ = fs.Deny(what, "/") })
 	h := &handlers{fs: fs, ctx: ctx, act: act, notes: newLimitNotes(ch), log: log}
 	srv := sftp.NewRequestServer(rwc, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},

@@ -385,20 +385,42 @@ func (f *FS) Remove(ctx context.Context, p string) (err error) {
 	if err != nil {
 		return err
 	}
+	// An upload in progress is part of the file as clients see it (stat
+	// shows it): removing the file discards it, as unlink does on a POSIX
+	// server, so its later close stores nothing.
+	discarded := f.discardUploads(key)
 	oi, err := f.store.Stat(ctx, key)
 	if err != nil {
 		if errors.Is(err, ErrNotExist) {
+			if discarded {
+				ev.detail = "upload in progress discarded"
+				return nil
+			}
 			if fi, serr := f.stat(ctx, vp, key); serr == nil && fi.IsDir {
 				return &InvalidPathError{Reason: "is a directory (use rmdir)"}
 			}
 		}
 		return err
 	}
+	if discarded {
+		ev.detail = "upload in progress discarded"
+	}
 	ev.bytes = oi.Size
 	if err = f.store.Delete(ctx, key); err == nil {
 		f.uploads.changed(f.name, key, -oi.Size, -1)
 	}
 	return err
+}
+
+// discardUploads fails every upload of key in progress on this gateway and
+// reports whether there was one. Uploads on other instances are not seen
+// (see docs/names.md, "Removing a file during its upload").
+func (f *FS) discardUploads(key string) bool {
+	found := false
+	for _, w := range f.uploads.take(f.name, key) {
+		found = w.discard() || found
+	}
+	return found
 }
 
 // maxDirRename bounds a directory rename, which S3 can only do object by object.

@@ -12,6 +12,7 @@ var (
 	errWindow        = errors.New("upload refused: client wrote too far ahead of the data received so far")
 	errGap           = errors.New("upload refused: the file has a gap (a range was never written); nothing was stored")
 	errAborted       = errors.New("transfer aborted")
+	errRemoved       = fmt.Errorf("%w: the file was removed during its upload; nothing was stored", errAborted)
 )
 
 // errInPlace refuses opening an existing file for writing without
@@ -209,10 +210,35 @@ func (w *Writer) fail(err error) {
 	}
 }
 
+// discard fails an upload still open, so its close commits nothing (the
+// file was removed). It reports false if the upload already ended.
+func (w *Writer) discard() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return false
+	}
+	w.fail(errRemoved)
+	return true
+}
+
+// errReadOnUpload fails an upload whose handle was read from.
+var errReadOnUpload = fmt.Errorf("%w: reading through an upload handle is not allowed; the upload was discarded", ErrPermission)
+
 // ReadAt refuses reading back through an upload handle: downloads have one
-// path only (OpenRead), where the choke point decides.
+// path only (OpenRead), where the choke point decides. It also fails the
+// upload: a client that reads through its upload handle is broken or
+// probing, and pkg/sftp may have handed the same request to WriteAt with
+// a recycled buffer (see gateway's open flag guard), so what was written
+// cannot be trusted.
 func (w *Writer) ReadAt([]byte, int64) (int, error) {
 	w.fs.Deny("read_from_upload_handle", w.ev.path)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done && w.err == nil {
+		w.ev.detail = "read through the upload handle: upload discarded"
+		w.fail(errReadOnUpload)
+	}
 	return 0, ErrPermission
 }
 

@@ -1,0 +1,101 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/sftpgw/sftpgw/audit"
+	"github.com/sftpgw/sftpgw/internal/testenv"
+	"github.com/sftpgw/sftpgw/internal/testgw"
+)
+
+// A READ on a write-only upload handle: pkg/sftp used to hand it to WriteAt
+// with a recycled buffer, so the client got OK and the object held stale
+// packet bytes. It must be refused, audited, and fail the upload.
+func TestReadOnUploadHandleFailsUpload(t *testing.T) {
+	g := testgw.Start(t, testgw.Options{})
+	u := g.AddUser("partner", false)
+	c, bucket := s3Client(t, g, "files")
+	for i, fl := range []uint32{pflagWrite | pflagCreat | pflagTrunc, pflagRead | pflagWrite | pflagCreat | pflagTrunc} {
+		name := fmt.Sprintf("up%d.bin", i)
+		p := newRawSFTP(t, dialGo(t, g, u))
+		h, code := p.open(name, fl)
+		if code != fxOK {
+			t.Fatalf("open (flags %#x): status %d", fl, code)
+		}
+		data := bytes.Repeat([]byte("D"), 4096)
+		if code, err := rawStatus(p.request(fxpWrite, rawCat(rawStr(h), rawU64(0), rawStr(string(data))))); err != nil || code != fxOK {
+			t.Fatalf("write: status %d %v", code, err)
+		}
+		if code, err := rawStatus(p.request(fxpRead, rawCat(rawStr(h), rawU64(4096), rawU32(4096)))); err != nil || code != fxPermissionDenied {
+			t.Errorf("READ on an upload handle (flags %#x): status %d %v, want permission denied", fl, code, err)
+		}
+		if code, err := rawStatus(p.request(fxpClose, rawStr(h))); err != nil || code == fxOK {
+			t.Errorf("close after the refused read (flags %#x): status %d %v, want a failure", fl, code, err)
+		}
+		if exists(t, c, bucket, "partner/"+u.Name+"/"+name) {
+			t.Errorf("flags %#x: the upload was stored after a read through its handle", fl)
+		}
+	}
+	if n := len(g.Events.Find(audit.Event{Op: "read_from_upload_handle", Result: "denied"})); n != 2 {
+		t.Errorf("%d denied read_from_upload_handle events, want 2", n)
+	}
+	if n := len(g.Events.Find(audit.Event{Op: "upload", Result: "denied"})); n != 2 {
+		t.Errorf("%d denied upload events, want 2", n)
+	}
+	cliCheckAll(t, c, bucket)
+}
+
+// Removing a file while its upload is open (rclone does this when its
+// source fails mid-upload) succeeds, stat stops showing it, the later close
+// fails and nothing is stored, nor left pending: as with OpenSSH, where the
+// unlinked file simply vanishes.
+func TestRemoveDuringUpload(t *testing.T) {
+	g := testgw.Start(t, testgw.Options{})
+	u := g.AddUser("partner", false)
+	c, bucket := s3Client(t, g, "files")
+	sc, _ := cliSFTP(t, g, u)
+	data := make([]byte, 9<<20) // past one 8 MiB part: a multipart upload is under way
+	rand.Read(data)
+	for _, name := range []string{"small.bin", "big.bin"} {
+		f, err := sc.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 1000
+		if name == "big.bin" {
+			n = len(data)
+		}
+		if _, err := f.Write(data[:n]); err != nil {
+			t.Fatal(err)
+		}
+		if err := sc.Remove(name); err != nil {
+			t.Errorf("%s: remove during the upload: %v", name, err)
+		}
+		if _, err := sc.Stat(name); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: stat after the remove: %v, want not exist", name, err)
+		}
+		if err := f.Close(); err == nil {
+			t.Errorf("%s: close after the remove succeeded", name)
+		}
+		if exists(t, c, bucket, "partner/"+u.Name+"/"+name) {
+			t.Errorf("%s: the removed upload was stored", name)
+		}
+	}
+	if n := len(testenv.PendingUploads(t, c, bucket, "")); n != 0 {
+		t.Errorf("%d multipart uploads left pending", n)
+	}
+	n := 0
+	for _, e := range g.Events.Find(audit.Event{Op: "delete", Result: "ok"}) {
+		if e.Detail == "upload in progress discarded" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d delete events discarding an upload, want 2", n)
+	}
+}

@@ -1,0 +1,85 @@
+package gateway
+
+import (
+	"encoding/binary"
+	"io"
+)
+
+// openFlagsFilter makes every upload open ask for read access too, so
+// pkg/sftp hands the handle to OpenFile ("Open") rather than Filewrite
+// ("Put"). On a "Put" handle pkg/sftp turns an SSH_FXP_READ into a WriteAt
+// of a recycled buffer: the client got OK and the object stale packet
+// bytes. On an "Open" handle a READ reaches ReadAt, which vfs refuses
+// (permission denied, audited) and which fails the upload. Our handlers
+// ignore the read flag of an upload open; every other byte passes through.
+type openFlagsFilter struct {
+	io.ReadWriteCloser
+	inRemain int    // bytes left of the inbound packet being passed through
+	inBuf    []byte // an inbound packet read whole, not yet handed over
+}
+
+const (
+	fxpOpen = 3
+	// SSH_FXF_* open flags (draft-ietf-secsh-filexfer-02).
+	pflagRead   = 0x01
+	pflagUpload = 0x02 | 0x04 | 0x08 | 0x10 // WRITE, APPEND, CREAT, TRUNC
+	// maxOpenPacket bounds an OPEN read whole: a path is at most a few KiB.
+	maxOpenPacket = 64 * 1024
+)
+
+func newOpenFlagsFilter(rwc io.ReadWriteCloser) *openFlagsFilter {
+	return &openFlagsFilter{ReadWriteCloser: rwc}
+}
+
+func (f *openFlagsFilter) Read(p []byte) (int, error) {
+	for {
+		if len(f.inBuf) > 0 {
+			n := copy(p, f.inBuf)
+			f.inBuf = f.inBuf[n:]
+			return n, nil
+		}
+		if f.inRemain > 0 {
+			if len(p) > f.inRemain {
+				p = p[:f.inRemain]
+			}
+			n, err := f.ReadWriteCloser.Read(p)
+			f.inRemain -= n
+			return n, err
+		}
+		var hdr [5]byte
+		if _, err := io.ReadFull(f.ReadWriteCloser, hdr[:]); err != nil {
+			return 0, err
+		}
+		length := int(binary.BigEndian.Uint32(hdr[:4]))
+		if hdr[4] != fxpOpen || length > maxOpenPacket || length < 1 {
+			// Not ours (or malformed: pkg/sftp answers that).
+			f.inBuf = append(f.inBuf[:0], hdr[:]...)
+			f.inRemain = length - 1
+			continue
+		}
+		pkt := make([]byte, 4+length)
+		copy(pkt, hdr[:])
+		if _, err := io.ReadFull(f.ReadWriteCloser, pkt[5:]); err != nil {
+			return 0, err
+		}
+		addReadToUploadOpen(pkt[5:])
+		f.inBuf = pkt
+	}
+}
+
+// addReadToUploadOpen sets the read flag of an OPEN body (uint32 id,
+// string filename, uint32 pflags, attrs) that opens for writing.
+func addReadToUploadOpen(b []byte) {
+	if len(b) < 8 {
+		return
+	}
+	n := uint64(binary.BigEndian.Uint32(b[4:8]))
+	at := 8 + n
+	if uint64(len(b)) < at+4 {
+		return
+	}
+	fl := binary.BigEndian.Uint32(b[at : at+4])
+	if fl&pflagUpload != 0 {
+		binary.BigEndian.PutUint32(b[at:at+4], fl|pflagRead)
+	}
+}
