@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"github.com/sftpgw/sftpgw/audit"
 	"github.com/sftpgw/sftpgw/internal/testenv"
 	"github.com/sftpgw/sftpgw/internal/testgw"
+	"github.com/sftpgw/sftpgw/vfs"
 )
 
 // A READ on a write-only upload handle: pkg/sftp used to hand it to WriteAt
@@ -98,4 +101,62 @@ func TestRemoveDuringUpload(t *testing.T) {
 	if n != 2 {
 		t.Errorf("%d delete events discarding an upload, want 2", n)
 	}
+}
+
+// A role without overwrite cannot replace a file through a second gateway
+// instance either: both open the same new name (neither sees the other's
+// upload), the first close creates it, the second is refused at commit by
+// the store itself (If-None-Match: *), and the first file stays.
+func TestNoOverwriteAcrossInstances(t *testing.T) {
+	roles := testgw.StandardRoles()
+	drop := *roles["applicant"]
+	drop.Name = "dropbox"
+	drop.Perms = drop.Perms.Without(vfs.OpOverwrite)
+	roles["dropbox"] = &drop
+	g1 := testgw.Start(t, testgw.Options{Roles: roles})
+	g2 := testgw.Start(t, testgw.Options{Roles: roles, Stores: g1.Stores, UsersFile: g1.UsersFile()})
+	u := g1.AddUser("dropbox", false)
+	if err := g2.Users.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	c, bucket := s3Client(t, g1, "files")
+	key := "user/" + u.Name + "/cv.pdf"
+	for _, size := range []int{1000, 9 << 20} { // one PutObject; a multipart upload
+		a, _ := cliSFTP(t, g1, u)
+		b, _ := cliSFTP(t, g2, u)
+		first, second := make([]byte, size), make([]byte, size)
+		rand.Read(first)
+		rand.Read(second)
+		fa, err := a.Create("cv.pdf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fb, err := b.Create("cv.pdf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fa.Write(first); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fb.Write(second); err != nil {
+			t.Fatal(err)
+		}
+		if err := fa.Close(); err != nil {
+			t.Fatalf("size %d: first close: %v", size, err)
+		}
+		if err := fb.Close(); !isFxPermission(err) {
+			t.Errorf("size %d: second instance's close: %v, want permission denied", size, err)
+		}
+		sum := sha256.Sum256(first)
+		if got := objectSHA(t, c, bucket, key); got != hex.EncodeToString(sum[:]) {
+			t.Errorf("size %d: the first file was replaced by the second instance's upload", size)
+		}
+		if err := a.Remove("cv.pdf"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(g2.Events.Find(audit.Event{Op: "overwrite", Result: "denied"})); n != 2 {
+		t.Errorf("%d denied overwrite events on the second instance, want 2", n)
+	}
+	cliCheckAll(t, c, bucket)
 }

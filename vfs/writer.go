@@ -70,12 +70,17 @@ func (f *FS) OpenWriteFlags(ctx context.Context, p string, fl WriteFlags) (w *Wr
 	if err != nil {
 		return fail(err)
 	}
-	up, err := f.store.Create(ctx, key, CreateOptions{Exclusive: exclusive, SizeHint: -1})
+	// Without overwrite the object must not exist when the upload commits,
+	// not only when it opened: a conditional create (If-None-Match: *)
+	// keeps another session or gateway instance from being replaced.
+	noOverwrite := !exists && !exclusive && !f.sess.Perms.Has(OpOverwrite)
+	up, err := f.store.Create(ctx, key, CreateOptions{Exclusive: exclusive || noOverwrite, SizeHint: -1})
 	if err != nil {
 		lim.release()
 		return fail(err)
 	}
-	w = &Writer{fs: f, key: key, up: up, ev: ev, max: f.window, pending: map[int64][]byte{}, ctx: ctx, lim: lim}
+	w = &Writer{fs: f, key: key, up: up, ev: ev, max: f.window, pending: map[int64][]byte{}, ctx: ctx, lim: lim,
+		noOverwrite: noOverwrite}
 	f.uploads.add(f.name, key, w)
 	return w, nil
 }
@@ -92,6 +97,9 @@ type Writer struct {
 	ev  *opEvent
 	ctx context.Context
 	lim *upLimit // size, type and quota checks; accounting on commit
+	// noOverwrite: the role may not overwrite, so the upload was created
+	// exclusive; a file that appeared meanwhile makes the commit a denial.
+	noOverwrite bool
 
 	mu       sync.Mutex
 	next     int64 // offset of the next byte the upload expects
@@ -269,6 +277,15 @@ func (w *Writer) Close() error {
 	}
 	if w.err == nil {
 		if err := w.up.Commit(context.WithoutCancel(w.ctx)); err != nil {
+			if w.noOverwrite && errors.Is(err, ErrExist) {
+				// The file appeared during the upload: committing now would
+				// be an overwrite, which the choke point decides.
+				w.ev.op = OpOverwrite
+				if aerr := w.fs.authorize(w.ev); aerr != nil {
+					w.ev.detail += " (the file was created by someone else during the upload)"
+					err = aerr
+				}
+			}
 			w.fail(err)
 		} else {
 			w.lim.committed(w.fs, w.key, w.next)
