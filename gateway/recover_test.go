@@ -10,7 +10,7 @@ import (
 
 // A handler that panics fails its request and keeps the process alive.
 func TestHandlerPanicFailsOnlyThatRequest(t *testing.T) {
-	h := &handlers{log: hclog.NewNullLogger()} // nil fs: any use panics
+	h := &handlers{guard: &guard{log: hclog.NewNullLogger()}} // nil fs: any use panics
 	err := h.Filecmd(sftp.NewRequest("Mkdir", "/x"))
 	if !errors.Is(err, errInternal) {
 		t.Fatalf("panic became %v, want errInternal", err)

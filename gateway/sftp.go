@@ -7,11 +7,13 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/pkg/sftp"
 
+	"github.com/sftpgw/sftpgw/audit"
 	"github.com/sftpgw/sftpgw/vfs"
 )
 
@@ -39,7 +41,7 @@ func serveSFTP(ctx context.Context, ch io.ReadWriteCloser, fs *vfs.FS, opt SFTPO
 	// flags (inbound only) are fixed below both.
 	rwc := newLimitsFilter(newLongNames(newOpenFlagsFilter(ch), time.Now, time.Local), maxData, func(name string) { _ = fs.Deny("extension:"+name, "/") },
 		func(what string) { _ = fs.Deny(what, "/") })
-	h := &handlers{fs: fs, ctx: ctx, act: act, notes: newLimitNotes(ch), log: log}
+	h := &handlers{fs: fs, ctx: ctx, act: act, notes: newLimitNotes(ch), guard: newGuard(log, act, fs)}
 	srv := sftp.NewRequestServer(rwc, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
 		sftp.WithRSAllocator(), sftp.WithRSMaxTxPacket(opt.MaxPacket))
 	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
@@ -62,7 +64,7 @@ type handlers struct {
 	ctx   context.Context
 	act   *connActivity // open handles, for a graceful shutdown
 	notes *limitNotes   // limit refusals, repeated on stderr
-	log   hclog.Logger
+	*guard
 }
 
 // toStatus maps FS errors to the values pkg/sftp turns into SFTP status
@@ -87,7 +89,7 @@ func toStatus(err error) error {
 }
 
 func (h *handlers) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
-	defer h.recovered(&err)
+	defer h.recovered("download", r.Filepath, &err, nil)
 	if err := h.act.open("download", r.Filepath); err != nil {
 		return nil, err
 	}
@@ -96,7 +98,7 @@ func (h *handlers) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
 		h.act.closed()
 		return nil, toStatus(err)
 	}
-	return &readerAt{r: rd, oc: &onceCloser{a: h.act}}, nil
+	return &readerAt{r: rd, oc: &onceCloser{a: h.act}, g: h.guard, path: r.Filepath}, nil
 }
 
 func (h *handlers) Filewrite(r *sftp.Request) (io.WriterAt, error) {
@@ -110,7 +112,7 @@ func (h *handlers) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
 }
 
 func (h *handlers) openWrite(r *sftp.Request) (_ *writerAt, err error) {
-	defer h.recovered(&err)
+	defer h.recovered("upload", r.Filepath, &err, nil)
 	if err := h.act.open("upload", r.Filepath); err != nil {
 		return nil, err
 	}
@@ -122,11 +124,11 @@ func (h *handlers) openWrite(r *sftp.Request) (_ *writerAt, err error) {
 		h.notes.tell(err)
 		return nil, toStatus(err)
 	}
-	return &writerAt{w: w, oc: &onceCloser{a: h.act}, notes: h.notes}, nil
+	return &writerAt{w: w, oc: &onceCloser{a: h.act}, notes: h.notes, g: h.guard, path: r.Filepath}, nil
 }
 
 func (h *handlers) Filecmd(r *sftp.Request) (err error) {
-	defer h.recovered(&err)
+	defer h.recovered(methodOp(r.Method), r.Filepath, &err, nil)
 	switch r.Method {
 	case "Setstat":
 		if r.AttrFlags().Size {
@@ -162,19 +164,74 @@ func (h *handlers) Filecmd(r *sftp.Request) (err error) {
 // errInternal answers a request whose handler panicked.
 var errInternal = errors.New("internal error; the request was not carried out")
 
-// recovered turns a panic in a request handler into the failure of that one
-// request: pkg/sftp does not recover panics, so without this one bad request
-// would end every session of the gateway.
-func (h *handlers) recovered(err *error) {
-	if p := recover(); p != nil {
-		h.log.Error("sftp handler panic", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+// guard turns a panic in a request handler into the failure of that one
+// request, logged with its stack and audited: pkg/sftp runs handlers (and
+// ReadAt, WriteAt, ListAt, Close on their handles) in its own worker
+// goroutines and recovers nothing, so one panic would end every session
+// of the gateway.
+type guard struct {
+	log  hclog.Logger
+	rec  audit.Recorder // nil: log only
+	sess vfs.Session
+}
+
+func newGuard(log hclog.Logger, act *connActivity, fs *vfs.FS) *guard {
+	g := &guard{log: log}
+	if act != nil {
+		g.rec, g.sess = act.rec, act.sess
+	} else if fs != nil {
+		g.sess = fs.Session()
+	}
+	return g
+}
+
+// recovered is deferred by every entry point pkg/sftp calls. On a panic it
+// sets *err (if err is not nil) and runs then, which fails the transfer so
+// nothing partial is committed.
+func (g *guard) recovered(op, p string, err *error, then func()) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	g.log.Error("sftp handler panic", "op", op, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	if err != nil {
 		*err = errInternal
 	}
+	if then != nil {
+		func() {
+			defer func() { _ = recover() }() // the handle is broken already; the panic is logged
+			then()
+		}()
+	}
+	if g.rec != nil {
+		vp, cerr := vfs.CleanPath(p)
+		if cerr != nil {
+			vp = p
+		}
+		g.rec.Record(audit.Event{Time: time.Now().UTC(), Kind: "file", Session: g.sess.ID, User: g.sess.User,
+			Role: g.sess.Role, Client: g.sess.Client, Op: op, Path: vp, Result: "error", ErrClass: "internal",
+			Detail: "internal error (panic); the request was not carried out"})
+	}
+}
+
+// methodOp names a pkg/sftp method as the audit trail names operations.
+func methodOp(m string) string {
+	switch m {
+	case "Remove":
+		return "delete"
+	case "PosixRename":
+		return "rename"
+	case "List":
+		return "list"
+	case "Stat", "Lstat", "Fstat":
+		return "stat"
+	}
+	return strings.ToLower(m)
 }
 
 // PosixRename replaces the target atomically from the client's view.
 func (h *handlers) PosixRename(r *sftp.Request) (err error) {
-	defer h.recovered(&err)
+	defer h.recovered("rename", r.Filepath, &err, nil)
 	err = h.fs.Rename(h.ctx, r.Filepath, r.Target, true)
 	h.notes.tell(err)
 	return toStatus(err)
@@ -182,7 +239,8 @@ func (h *handlers) PosixRename(r *sftp.Request) (err error) {
 
 // StatVFS reports a large, mostly free file system: S3 has no fixed size,
 // and clients (sshfs df, FileZilla) only need plausible numbers.
-func (h *handlers) StatVFS(r *sftp.Request) (*sftp.StatVFS, error) {
+func (h *handlers) StatVFS(r *sftp.Request) (_ *sftp.StatVFS, err error) {
+	defer h.recovered("statvfs", r.Filepath, &err, nil)
 	if _, err := h.fs.RealPath(r.Filepath); err != nil {
 		return nil, toStatus(err)
 	}
@@ -193,14 +251,14 @@ func (h *handlers) StatVFS(r *sftp.Request) (*sftp.StatVFS, error) {
 }
 
 func (h *handlers) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
-	defer h.recovered(&err)
+	defer h.recovered(methodOp(r.Method), r.Filepath, &err, nil)
 	switch r.Method {
 	case "List":
 		l, err := h.fs.List(h.ctx, r.Filepath)
 		if err != nil {
 			return nil, toStatus(err)
 		}
-		return &listerAt{l: l}, nil
+		return &listerAt{l: l, g: h.guard, path: r.Filepath}, nil
 	case "Stat", "Lstat":
 		fi, err := h.fs.Stat(h.ctx, r.Filepath)
 		if err != nil {
@@ -217,28 +275,43 @@ func (h *handlers) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
 func (h *handlers) Lstat(r *sftp.Request) (sftp.ListerAt, error) { return h.Filelist(r) }
 
 // RealPath canonicalises without touching the store.
-func (h *handlers) RealPath(p string) (string, error) {
+func (h *handlers) RealPath(p string) (_ string, err error) {
+	defer h.recovered("realpath", p, &err, nil)
 	vp, err := h.fs.RealPath(p)
 	return vp, toStatus(err)
 }
 
-// readerAt and writerAt translate errors on the hot path.
+// readerAt and writerAt translate errors on the hot path. pkg/sftp calls
+// them from its worker goroutines: each method recovers its own panics.
 type readerAt struct {
-	r  *vfs.Reader
-	oc *onceCloser
+	r    *vfs.Reader
+	oc   *onceCloser
+	g    *guard
+	path string
 }
 
-func (a *readerAt) ReadAt(p []byte, off int64) (int, error) {
-	n, err := a.r.ReadAt(p, off)
+func (a *readerAt) ReadAt(p []byte, off int64) (n int, err error) {
+	defer a.g.recovered("download", a.path, &err, a.abort)
+	n, err = a.r.ReadAt(p, off)
 	return n, toStatus(err)
 }
-func (a *readerAt) Close() error {
+func (a *readerAt) Close() (err error) {
 	defer a.oc.done()
+	defer a.g.recovered("download", a.path, &err, nil)
 	return toStatus(a.r.Close())
 }
-func (a *readerAt) TransferError(err error) { a.r.TransferError(err) }
-func (a *writerAt) ReadAt(p []byte, off int64) (int, error) {
-	n, err := a.w.ReadAt(p, off)
+func (a *readerAt) TransferError(err error) {
+	defer a.g.recovered("download", a.path, nil, nil)
+	a.r.TransferError(err)
+}
+
+// abort marks a download failed after a panic: it is audited as an error
+// and never counts as complete (no delete after download).
+func (a *readerAt) abort() { a.r.TransferError(errInternal) }
+
+func (a *writerAt) ReadAt(p []byte, off int64) (n int, err error) {
+	defer a.g.recovered("read_from_upload_handle", a.path, &err, nil)
+	n, err = a.w.ReadAt(p, off)
 	return n, toStatus(err)
 }
 
@@ -246,27 +319,40 @@ type writerAt struct {
 	w     *vfs.Writer
 	oc    *onceCloser
 	notes *limitNotes
+	g     *guard
+	path  string
 }
 
-func (a *writerAt) WriteAt(p []byte, off int64) (int, error) {
-	n, err := a.w.WriteAt(p, off)
+func (a *writerAt) WriteAt(p []byte, off int64) (n int, err error) {
+	defer a.g.recovered("upload", a.path, &err, a.abort)
+	n, err = a.w.WriteAt(p, off)
 	return n, toStatus(err)
 }
-func (a *writerAt) Close() error {
+func (a *writerAt) Close() (err error) {
 	defer a.oc.done()
-	err := a.w.Close()
+	defer a.g.recovered("upload", a.path, &err, a.abort)
+	err = a.w.Close()
 	a.notes.tell(err) // once per upload: a refused write repeats its error until the close
 	return toStatus(err)
 }
-func (a *writerAt) TransferError(err error) { a.w.TransferError(err) }
+func (a *writerAt) TransferError(err error) {
+	defer a.g.recovered("upload", a.path, nil, nil)
+	a.w.TransferError(err)
+}
+
+// abort fails the upload after a panic: nothing of it is ever committed.
+func (a *writerAt) abort() { a.w.TransferError(errInternal) }
 
 // listerAt feeds pkg/sftp's offset-based listing from the sequential lister.
 type listerAt struct {
 	l    *vfs.Lister
 	sent int64
+	g    *guard
+	path string
 }
 
-func (a *listerAt) ListAt(out []os.FileInfo, off int64) (int, error) {
+func (a *listerAt) ListAt(out []os.FileInfo, off int64) (n int, err error) {
+	defer a.g.recovered("list", a.path, &err, nil)
 	if off != a.sent {
 		return 0, errors.New("directory listing must be read in order")
 	}
@@ -281,7 +367,10 @@ func (a *listerAt) ListAt(out []os.FileInfo, off int64) (int, error) {
 	return len(items), err
 }
 
-func (a *listerAt) Close() error { return a.l.Close() }
+func (a *listerAt) Close() (err error) {
+	defer a.g.recovered("list", a.path, &err, nil)
+	return a.l.Close()
+}
 
 type statList []os.FileInfo
 
