@@ -31,11 +31,9 @@ unit:
 bench: deps build
 	./bench/run.sh
 
+# The list of fuzz targets is in scripts/fuzz.sh (make test runs it for 10s each).
 fuzz:
-	$(GO) test ./vfs -run '^$$' -fuzz FuzzCleanPath -fuzztime 60s
-	$(GO) test ./proxyproto -run '^$$' -fuzz FuzzRead -fuzztime 60s
-	$(GO) test ./gateway -run '^$$' -fuzz FuzzSFTPPackets -fuzztime 60s
-	$(GO) test ./authn -run '^$$' -fuzz FuzzParseUsers -fuzztime 60s
+	./scripts/fuzz.sh 60s
 
 clean:
 	rm -rf bin demo-data bench/results

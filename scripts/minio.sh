@@ -40,8 +40,33 @@ ready() {
 	[[ "$status" == *" 200 "* ]]
 }
 
-# alive DIR: true if the pid recorded in DIR/pid is a running process.
-alive() { [[ -f "$1/pid" ]] && kill -0 "$(cat "$1/pid")" 2>/dev/null; }
+# alive DIR: true if the pid recorded in DIR/pid is a running process and
+# that process is the MinIO serving DIR/data. A stale pid file (a reboot, a
+# MinIO that died) may name an unrelated process that reused the number:
+# never signal that one.
+alive() {
+	[[ -f "$1/pid" ]] || return 1
+	local pid
+	pid="$(cat "$1/pid")"
+	[[ "$pid" =~ ^[0-9]+$ ]] || return 1
+	kill -0 "$pid" 2>/dev/null || return 1
+	is_our_minio "$pid" "$1"
+}
+
+# is_our_minio PID DIR: the process runs a minio binary with DIR/data as its
+# data directory (read from /proc: argv is NUL-separated).
+is_our_minio() {
+	local args=()
+	[[ -r "/proc/$1/cmdline" ]] || return 1
+	mapfile -d '' -t args <"/proc/$1/cmdline" 2>/dev/null || return 1
+	((${#args[@]} > 1)) || return 1
+	[[ "$(basename "${args[0]}")" == minio ]] || return 1
+	local a
+	for a in "${args[@]:1}"; do
+		[[ "$a" == "$2/data" ]] && return 0
+	done
+	return 1
+}
 
 cmd_install() {
 	if [[ -x "$MINIO_BIN" ]]; then
@@ -138,6 +163,8 @@ ENV
 
 cmd_stop() {
 	local dir="${1:?usage: minio.sh stop DIR}"
+	[[ -d "$dir" ]] || return 0
+	dir="$(cd "$dir" && pwd)"
 	if ! alive "$dir"; then
 		rm -f "$dir/pid"
 		return 0
@@ -147,10 +174,11 @@ cmd_stop() {
 	kill "$pid"
 	local i
 	for ((i = 0; i < 100; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
+		is_our_minio "$pid" "$dir" || break
 		sleep 0.1
 	done
-	kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+	# Checked again right before SIGKILL: the pid may have been reused.
+	if is_our_minio "$pid" "$dir"; then kill -9 "$pid"; fi
 	rm -f "$dir/pid"
 }
 
