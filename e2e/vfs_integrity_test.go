@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sftpgw/sftpgw/audit"
@@ -159,4 +162,45 @@ func TestNoOverwriteAcrossInstances(t *testing.T) {
 		t.Errorf("%d denied overwrite events on the second instance, want 2", n)
 	}
 	cliCheckAll(t, c, bucket)
+}
+
+// OpenSSH's sftp: a name typed on macOS (NFD) and on Windows (NFC) is one
+// file, stored under the NFC key; a name with a bidi override is refused
+// with a reason, and nothing is stored for it.
+func TestNamesNFCWithOpenSSH(t *testing.T) {
+	needTool(t, "sftp")
+	g := testgw.Start(t, testgw.Options{})
+	u := g.AddUser("partner", false)
+	c, bucket := s3Client(t, g, "files")
+	local := filepath.Join(t.TempDir(), "x.pdf")
+	if err := os.WriteFile(local, []byte("%PDF-1.7\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const nfd, nfc, bidi = "Re\u0301sume\u0301.pdf", "R\u00e9sum\u00e9.pdf", "cv\u202efdp.exe.pdf"
+	out, err := g.SFTP(u, fmt.Sprintf("put %s %s\nput %s %s\nls -1\n-put %s %s\n", local, nfd, local, nfc, local, bidi))
+	if err != nil {
+		t.Fatalf("sftp: %v\n%s", err, out)
+	}
+	mustContain(t, out, "Failure")
+	refused := false
+	for _, e := range g.Events.Find(audit.Event{Op: "upload", Result: "error", ErrClass: "invalid_path"}) {
+		refused = refused || strings.Contains(e.Detail, "bidirectional text control character")
+	}
+	if !refused {
+		t.Error("no audit event gives the reason for the refused name")
+	}
+	prefix := "partner/" + u.Name + "/"
+	keys := allKeys(t, c, bucket)
+	if !slices.Contains(keys, prefix+nfc) || slices.Contains(keys, prefix+nfd) || len(keys) != 1 {
+		t.Errorf("keys %q, want only the NFC name", keys)
+	}
+	n := 0
+	for _, line := range strings.Split(out, "\n") {
+		if line == nfc || line == nfd {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("ls shows the file %d times:\n%s", n, out)
+	}
 }

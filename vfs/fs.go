@@ -269,8 +269,11 @@ func (l *Lister) fetch() error {
 		if name == "" || strings.Contains(name, "/") {
 			continue // the directory's own marker
 		}
-		if _, err := CleanPath(name); err != nil {
-			continue // a key no client could name again; hide it rather than mislead
+		if vp, err := CleanPath(name); err != nil || vp != "/"+name {
+			// A key no client could name again (refused, or stored under
+			// a non-NFC spelling by something other than the gateway):
+			// hide it rather than mislead.
+			continue
 		}
 		mt := e.ModTime
 		if mt.IsZero() {

@@ -3,6 +3,8 @@ package vfs
 import (
 	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Limits on names, chosen so every mapped key is a valid S3 key (<= 1024
@@ -26,7 +28,10 @@ func invalid(reason string) error { return &InvalidPathError{Reason: reason} }
 // could mean something else to the store or to another client (NUL,
 // backslash, control characters, invalid UTF-8, trailing spaces) are refused
 // instead of silently rewritten, so two different client names never map to
-// one key.
+// one key. So are characters that make a name display as another one
+// (bidirectional overrides and isolates). Names are stored in Unicode NFC,
+// so "é" typed as one code point (Windows, Linux) or as "e" plus a combining
+// accent (macOS) is one file (see docs/names.md).
 func CleanPath(p string) (string, error) {
 	if !utf8.ValidString(p) {
 		return "", invalid("not valid UTF-8")
@@ -37,10 +42,14 @@ func CleanPath(p string) (string, error) {
 			return "", invalid("contains NUL")
 		case r == '\\':
 			return "", invalid(`contains a backslash`)
-		case r < 0x20 || r == 0x7f:
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f):
 			return "", invalid("contains a control character")
+		case (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069):
+			// "cv\u202Efdp.exe" displays as "cvexe.pdf".
+			return "", invalid("contains a bidirectional text control character")
 		}
 	}
+	p = norm.NFC.String(p)
 	parts := strings.Split(p, "/")
 	out := make([]string, 0, len(parts))
 	for _, c := range parts {

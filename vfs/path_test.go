@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 func TestCleanPath(t *testing.T) {
@@ -20,6 +22,12 @@ func TestCleanPath(t *testing.T) {
 		"/a/.../b":          "/a/.../b",
 		"/ünïcode/文件.pdf":   "/ünïcode/文件.pdf",
 		"/a b/c":            "/a b/c",
+		// NFD (macOS) and NFC (Windows, Linux) spellings are one name.
+		"/Re\u0301sume\u0301.pdf":       "/R\u00e9sum\u00e9.pdf",
+		"/R\u00e9sum\u00e9.pdf":         "/R\u00e9sum\u00e9.pdf",
+		"/Ame\u0301lie/x/../cv":         "/Am\u00e9lie/cv",
+		"/\u05e9\u05dc\u05d5\u05dd.txt": "/\u05e9\u05dc\u05d5\u05dd.txt", // right-to-left letters are fine
+		"/a\u200db":                     "/a\u200db",                     // ZWJ (emoji sequences) is fine
 	}
 	for in, want := range ok {
 		got, err := CleanPath(in)
@@ -30,6 +38,11 @@ func TestCleanPath(t *testing.T) {
 	bad := []string{
 		"a\x00b", `a\b`, `..\..\x`, "a\nb", "a\x7fb", "\xff\xfe", "trailing /x",
 		"/x/ leading", strings.Repeat("a", 256), "/" + strings.Repeat("abcdefgh/", 80),
+		// C1 controls.
+		"a\u0080b", "a\u0085b", "a\u009fb",
+		// Bidirectional overrides and isolates: "cv\u202efdp.exe.pdf" shows as "cvexe.pdf...".
+		"cv\u202efdp.exe.pdf", "a\u202ab", "a\u202bb", "a\u202cb", "a\u202db",
+		"a\u2066b", "a\u2067b", "a\u2068b", "a\u2069b",
 	}
 	for _, in := range bad {
 		got, err := CleanPath(in)
@@ -60,7 +73,7 @@ func TestKeyMappingStaysInHome(t *testing.T) {
 }
 
 func FuzzCleanPath(f *testing.F) {
-	for _, s := range []string{"/a/b", "../..", "a\x00", `\\x`, "/./../.."} {
+	for _, s := range []string{"/a/b", "../..", "a\x00", `\\x`, "/./../..", "e\u0301/\u0301", "cv\u202efdp.exe", "a\u0085"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
@@ -72,6 +85,14 @@ func FuzzCleanPath(f *testing.F) {
 		if !strings.HasPrefix(k, "user/x/") || strings.Contains(k, "/../") || strings.Contains(k, "//") ||
 			strings.HasSuffix(k, "/..") || strings.ContainsAny(k, "\x00\\") {
 			t.Fatalf("%q -> %q escapes or is unclean", in, k)
+		}
+		if !norm.NFC.IsNormalString(vp) {
+			t.Fatalf("%q -> %q is not NFC", in, vp)
+		}
+		for _, r := range vp {
+			if (r >= 0x80 && r <= 0x9f) || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) || r < 0x20 {
+				t.Fatalf("%q -> %q keeps %U", in, vp, r)
+			}
 		}
 		again, err := CleanPath(vp)
 		if err != nil || again != vp {
