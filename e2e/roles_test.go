@@ -35,6 +35,7 @@ import (
 	"github.com/sftpgw/sftpgw/authn"
 	"github.com/sftpgw/sftpgw/gateway"
 	"github.com/sftpgw/sftpgw/internal/testgw"
+	"github.com/sftpgw/sftpgw/vfs"
 )
 
 // roleHome is one user's home as the matrix test sees it.
@@ -172,37 +173,46 @@ func matrixOps() []matrixOp {
 	}
 }
 
-// TestRolePermissionMatrix logs in as each shipped role with the real
-// OpenSSH client and tries every operation. Allowed means: the command
-// succeeded, its effect is visible in S3 and an "ok" audit event names it.
-// Denied means: sftp printed "Permission denied", the bucket is unchanged
-// and a "denied" audit event names the operation. The printed matrix is
-// computed from these observations.
+// matrixPerm is the permission that decides each matrix operation.
+var matrixPerm = map[string]vfs.Op{
+	"ls": vfs.OpList, "stat": vfs.OpStat, "get": vfs.OpDownload, "put": vfs.OpUpload,
+	"overwrite": vfs.OpOverwrite, "rm": vfs.OpDelete, "rename": vfs.OpRename, "mkdir": vfs.OpMkdir,
+	"rmdir": vfs.OpRmdir, "chmod": vfs.OpSetstat,
+}
+
+// TestRolePermissionMatrix logs in as each role of the shipped
+// configuration (configs/sftpgw.example.hcl, parsed as the gateway parses
+// it; only its address ranges are made loopback) with the real OpenSSH
+// client and tries every operation. Allowed means: the command succeeded,
+// its effect is visible in S3 and an "ok" audit event names it. Denied
+// means: sftp printed "Permission denied", the bucket is unchanged and a
+// "denied" audit event names the operation.
+//
+// Each observation must match the role's permission list, and the table
+// built from the observations must be the one in README.md and
+// docs/permissions.md: a change to the shipped roles fails here until the
+// documents are regenerated (SFTPGW_UPDATE_DOCS=1 rewrites both tables).
 func TestRolePermissionMatrix(t *testing.T) {
 	needTool(t, "sftp")
-	g := testgw.Start(t, testgw.Options{})
-	roles := testgw.StandardRoles()
-	allowed := map[string][]string{
-		"applicant": {"ls", "stat", "put", "overwrite", "rm", "rename", "mkdir", "rmdir", "chmod"},
-		"hr":        {"ls", "stat", "get", "put", "overwrite", "rm", "rename", "mkdir", "rmdir", "chmod"},
-		"partner":   {"ls", "stat", "get", "put", "overwrite", "rm", "rename", "mkdir", "rmdir", "chmod"},
-		"auditor":   {"ls", "stat", "get"},
-	}
+	roles, order := testgw.ExampleRoles(t)
+	g := testgw.Start(t, testgw.Options{Roles: roles})
 	// The auditor reads what the audit trail wrote: put a few such objects there.
 	for i := range 3 {
 		seedObject(t, g, "logs", fmt.Sprintf("audit/2025/01/0%d/batch-%d.jsonl", i+1, i), []byte(`{"seq":1}`+"\n"))
 	}
 	ops := matrixOps()
 	observed := map[string]map[string]string{}
-	for _, role := range []string{"applicant", "hr", "partner", "auditor"} {
+	for _, role := range order {
 		t.Run(role, func(t *testing.T) {
-			u := g.AddUser(role, roles[role].MFA)
-			prefix, err := roles[role].HomeFor(u.Name)
+			r := roles[role]
+			u := g.AddUser(role, r.MFA)
+			prefix, err := r.HomeFor(u.Name)
 			if err != nil {
 				t.Fatal(err)
 			}
-			h := &roleHome{t: t, g: g, store: roles[role].Storage, prefix: prefix, local: t.TempDir()}
-			h.upload, h.upSHA = randomFile(t, h.local, "upload.bin", 70_000)
+			h := &roleHome{t: t, g: g, store: r.Storage, prefix: prefix, local: t.TempDir()}
+			// Text passes every role's allowed_types (txt is in the shipped lists).
+			h.upload, h.upSHA = textFile(t, h.local, "upload.txt", 70_000)
 			for _, op := range ops {
 				if op.setup != nil {
 					op.setup(h)
@@ -213,12 +223,13 @@ func TestRolePermissionMatrix(t *testing.T) {
 			observed[role] = map[string]string{}
 			for _, op := range ops {
 				observed[role][op.name] = runMatrixOp(t, g, c, h, op)
+				// The client is on loopback, inside every (localised) range.
 				want := "denied"
-				if slices.Contains(allowed[role], op.name) {
+				if r.Perms.Has(matrixPerm[op.name]) {
 					want = "allowed"
 				}
 				if observed[role][op.name] != want {
-					t.Errorf("%s %s: %s, want %s", role, op.name, observed[role][op.name], want)
+					t.Errorf("%s %s: %s; the role's permissions %v say %s", role, op.name, observed[role][op.name], r.Perms.Names(), want)
 				}
 			}
 		})
@@ -229,7 +240,7 @@ func TestRolePermissionMatrix(t *testing.T) {
 		tb.WriteString(" " + op.name + " |")
 	}
 	tb.WriteString("\n|---|" + strings.Repeat("---|", len(ops)) + "\n")
-	for _, role := range []string{"applicant", "hr", "partner", "auditor"} {
+	for _, role := range order {
 		tb.WriteString("| " + role + " |")
 		for _, op := range ops {
 			v := observed[role][op.name]
@@ -240,7 +251,60 @@ func TestRolePermissionMatrix(t *testing.T) {
 		}
 		tb.WriteString("\n")
 	}
-	t.Logf("permission matrix observed with OpenSSH sftp (hr from 127.0.0.1, inside download_from):\n%s", tb.String())
+	t.Logf("permission matrix observed with OpenSSH sftp (from 127.0.0.1, inside every address range):\n%s", tb.String())
+	for _, doc := range []string{"../README.md", "../docs/permissions.md"} {
+		checkGeneratedTable(t, doc, "| role | ls |", tb.String())
+	}
+}
+
+// checkGeneratedTable fails unless the markdown table in file that starts
+// with a line beginning with header is exactly table. With
+// SFTPGW_UPDATE_DOCS=1 it replaces that table instead (nothing else in the
+// file changes).
+func checkGeneratedTable(t *testing.T, file, header, table string) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	start := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, header) })
+	if start < 0 {
+		t.Fatalf("%s: no table starting with %q", file, header)
+	}
+	end := start
+	for end < len(lines) && strings.HasPrefix(lines[end], "|") {
+		end++
+	}
+	have := strings.Join(lines[start:end], "")
+	if have == table {
+		return
+	}
+	if os.Getenv("SFTPGW_UPDATE_DOCS") == "1" {
+		out := strings.Join(lines[:start], "") + table + strings.Join(lines[end:], "")
+		if err := os.WriteFile(file, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: permission table rewritten", file)
+		return
+	}
+	t.Errorf("%s: the permission table differs from what the shipped roles do; if the change is intended, rerun with SFTPGW_UPDATE_DOCS=1.\ndocument:\n%s\nobserved:\n%s", file, have, table)
+}
+
+// textFile writes n bytes of UTF-8 text and returns its path and SHA-256.
+func textFile(t *testing.T, dir, name string, n int) (string, string) {
+	t.Helper()
+	var b strings.Builder
+	for b.Len() < n {
+		b.WriteString(randomSuffix() + " line of a plain text document\n")
+	}
+	data := []byte(b.String()[:n])
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	return path, hex.EncodeToString(sum[:])
 }
 
 // runMatrixOp runs one operation and classifies what happened: "allowed",

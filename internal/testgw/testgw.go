@@ -15,6 +15,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +30,7 @@ import (
 	"github.com/sftpgw/sftpgw/audit"
 	"github.com/sftpgw/sftpgw/audit/trail"
 	"github.com/sftpgw/sftpgw/authn"
+	"github.com/sftpgw/sftpgw/config"
 	"github.com/sftpgw/sftpgw/gateway"
 	"github.com/sftpgw/sftpgw/internal/testenv"
 	"github.com/sftpgw/sftpgw/vfs"
@@ -101,6 +104,51 @@ func StandardRoles() map[string]*authn.Role {
 			AllowFrom: []netip.Prefix{lo}},
 		"auditor": {Name: "auditor", Storage: "logs", Home: "audit/", Perms: auditor},
 	}
+}
+
+// ExampleConfig is the path of configs/sftpgw.example.hcl, the shipped
+// configuration (found from this source file, so from any test directory).
+func ExampleConfig() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "configs", "sftpgw.example.hcl")
+}
+
+// ExampleRoles are the roles of the shipped configuration as parsed by the
+// gateway, in the order the file defines them, with only one change: every
+// address range (allow_from, download_from) becomes 127.0.0.0/8, so that a
+// client on loopback is inside it.
+func ExampleRoles(t testing.TB) (roles map[string]*authn.Role, order []string) {
+	t.Helper()
+	path := ExampleConfig()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`(?m)^role "([^"]+)"`).FindAllStringSubmatch(string(src), -1) {
+		order = append(order, m[1])
+	}
+	if len(order) != len(cfg.Roles) {
+		t.Fatalf("%s: found roles %v in the text but the config has %d", path, order, len(cfg.Roles))
+	}
+	lo := netip.MustParsePrefix("127.0.0.0/8")
+	local := func(ps []netip.Prefix) []netip.Prefix {
+		if len(ps) == 0 {
+			return nil // no restriction stays no restriction
+		}
+		return []netip.Prefix{lo}
+	}
+	for _, name := range order {
+		r := cfg.Roles[name]
+		if r == nil {
+			t.Fatalf("%s: role %q not parsed", path, name)
+		}
+		r.AllowFrom, r.DownloadFrom = local(r.AllowFrom), local(r.DownloadFrom)
+	}
+	return cfg.Roles, order
 }
 
 // Start runs a gateway until the test ends.
