@@ -131,17 +131,7 @@ func (h *handlers) Filecmd(r *sftp.Request) (err error) {
 	defer h.recovered(methodOp(r.Method), r.Filepath, &err, nil)
 	switch r.Method {
 	case "Setstat":
-		if r.AttrFlags().Size {
-			// Attributes is nil when the attribute block is truncated: a
-			// malformed request, which must not crash the gateway.
-			st := r.Attributes()
-			if st == nil {
-				return sftp.ErrSSHFxBadMessage
-			}
-			err = h.fs.Truncate(h.ctx, r.Filepath, int64(st.Size))
-		} else {
-			err = h.fs.Setstat(h.ctx, r.Filepath)
-		}
+		err = h.setstat(r)
 	case "Rename":
 		err = h.fs.Rename(h.ctx, r.Filepath, r.Target, false)
 	case "Rmdir":
@@ -159,6 +149,27 @@ func (h *handlers) Filecmd(r *sftp.Request) (err error) {
 	}
 	h.notes.tell(err)
 	return toStatus(err)
+}
+
+// setstat acts on a setstat's size (only "no change" is possible) and
+// modification time; the FS ignores modes and owners.
+func (h *handlers) setstat(r *sftp.Request) error {
+	fl := r.AttrFlags()
+	if !fl.Size && !fl.Acmodtime {
+		return h.fs.Setstat(h.ctx, r.Filepath, time.Time{})
+	}
+	// Attributes is nil when the attribute block is truncated: a
+	// malformed request, which must not crash the gateway.
+	st := r.Attributes()
+	if st == nil {
+		return sftp.ErrSSHFxBadMessage
+	}
+	if fl.Size {
+		if err := h.fs.Truncate(h.ctx, r.Filepath, int64(st.Size)); err != nil || !fl.Acmodtime {
+			return err
+		}
+	}
+	return h.fs.Setstat(h.ctx, r.Filepath, time.Unix(int64(st.Mtime), 0))
 }
 
 // errInternal answers a request whose handler panicked.

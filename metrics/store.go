@@ -19,7 +19,7 @@ func (m *Metrics) WrapStore(name string, s vfs.Store) vfs.Store {
 	st := &store{s: s, name: name, errs: map[string]prometheus.Counter{}, dur: map[string]prometheus.Observer{}}
 	// Resolve label sets once: this sits on the upload and download path.
 	for _, op := range []string{"stat", "list", "create", "read", "read_stream", "delete", "copy",
-		"upload_write", "upload_commit", "upload_abort"} {
+		"set_mtime", "upload_write", "upload_commit", "upload_abort"} {
 		st.errs[op] = m.storeErr.WithLabelValues(name, op)
 		st.dur[op] = m.storeDur.WithLabelValues(name, op)
 	}
@@ -96,6 +96,13 @@ func (s *store) Copy(ctx context.Context, src, dst string) error {
 	t0 := time.Now()
 	err := s.s.Copy(ctx, src, dst)
 	s.done("copy", t0, err)
+	return err
+}
+
+func (s *store) SetMTime(ctx context.Context, key string, t time.Time) error {
+	t0 := time.Now()
+	err := s.s.SetMTime(ctx, key, t)
+	s.done("set_mtime", t0, err)
 	return err
 }
 

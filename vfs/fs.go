@@ -189,13 +189,19 @@ func (f *FS) stat(ctx context.Context, vp, key string) (FileInfo, error) {
 	if w := f.uploads.get(f.name, key); w != nil {
 		// An upload in progress is visible with its current size, so
 		// clients that fstat (which arrives as a path stat) see progress.
-		return FileInfo{Name: base(vp), Size: w.Size(), ModTime: time.Now()}, nil
+		return FileInfo{Name: base(vp), Size: w.Size(), ModTime: w.shownTime()}, nil
 	}
 	oi, err := f.store.Stat(ctx, key)
 	if err == nil {
-		return FileInfo{Name: base(vp), Size: oi.Size, ModTime: oi.ModTime}, nil
+		return FileInfo{Name: base(vp), Size: oi.Size, ModTime: shownTime(oi, time.Time{})}, nil
 	}
 	if !errors.Is(err, ErrNotExist) {
+		return FileInfo{}, err
+	}
+	// A directory: its marker's time, or now if it has none.
+	if mk, err := f.store.Stat(ctx, dirKey(key)); err == nil {
+		return FileInfo{Name: base(vp), IsDir: true, ModTime: shownTime(mk, time.Now())}, nil
+	} else if !errors.Is(err, ErrNotExist) {
 		return FileInfo{}, err
 	}
 	page, err := f.store.List(ctx, ListOptions{Prefix: dirKey(key), Limit: 1})
@@ -205,11 +211,20 @@ func (f *FS) stat(ctx context.Context, vp, key string) (FileInfo, error) {
 	if len(page.Entries) == 0 {
 		return FileInfo{}, ErrNotExist
 	}
-	mt := page.Entries[0].ModTime
-	if mt.IsZero() {
-		mt = time.Now()
+	return FileInfo{Name: base(vp), IsDir: true, ModTime: time.Now()}, nil
+}
+
+// shownTime is the modification time clients see: the one a client set,
+// else when the store wrote the object, else def (a directory without a
+// marker: now, rather than 1970).
+func shownTime(oi ObjectInfo, def time.Time) time.Time {
+	switch {
+	case !oi.MTime.IsZero():
+		return oi.MTime
+	case !oi.ModTime.IsZero():
+		return oi.ModTime
 	}
-	return FileInfo{Name: base(vp), IsDir: true, ModTime: mt}, nil
+	return def
 }
 
 // Lister pages through a directory lazily, so a directory of any size is
@@ -224,6 +239,7 @@ type Lister struct {
 	ev     *opEvent
 	err    error
 	closed bool
+	now    time.Time // the time of directories without a marker
 }
 
 // List opens a directory listing of p. The audit event is recorded when the
@@ -238,7 +254,7 @@ func (f *FS) List(ctx context.Context, p string) (*Lister, error) {
 	if err := f.authorize(ev); err != nil {
 		return fail(err)
 	}
-	l := &Lister{fs: f, ctx: ctx, prefix: dirKey(key), ev: ev}
+	l := &Lister{fs: f, ctx: ctx, prefix: dirKey(key), ev: ev, now: time.Now()}
 	if err := l.fetch(); err != nil {
 		return fail(err)
 	}
@@ -260,7 +276,7 @@ func (l *Lister) fetch() error {
 	if l.done {
 		return nil
 	}
-	page, err := l.fs.store.List(l.ctx, ListOptions{Prefix: l.prefix, Token: l.token})
+	page, err := l.fs.store.List(l.ctx, ListOptions{Prefix: l.prefix, Token: l.token, MTimes: true})
 	if err != nil {
 		return err
 	}
@@ -275,11 +291,7 @@ func (l *Lister) fetch() error {
 			// hide it rather than mislead.
 			continue
 		}
-		mt := e.ModTime
-		if mt.IsZero() {
-			mt = time.Unix(0, 0)
-		}
-		l.items = append(l.items, FileInfo{Name: name, Size: e.Size, ModTime: mt, IsDir: e.IsDir})
+		l.items = append(l.items, FileInfo{Name: name, Size: e.Size, ModTime: shownTime(e, l.now), IsDir: e.IsDir})
 	}
 	l.token = page.Next
 	l.done = page.Next == ""
@@ -534,16 +546,61 @@ func (f *FS) renameDir(ctx context.Context, src, dst string) error {
 	return nil
 }
 
-// Setstat accepts attribute changes as a no-op: objects carry no mode or
-// owner, and clients send times and modes after every upload.
-func (f *FS) Setstat(ctx context.Context, p string) (err error) {
+// Setstat changes what can be changed of p: its modification time (mtime
+// not zero). Modes and owners are accepted and ignored: objects carry
+// none, and clients send them after every upload. A time for a file still
+// being uploaded goes into the upload; for a stored object it costs a
+// server-side copy, skipped when the time is already the one stored.
+func (f *FS) Setstat(ctx context.Context, p string, mtime time.Time) (err error) {
 	vp, key, ev, err := f.start(OpSetstat, p)
 	defer func() { f.finish(ev, err) }()
 	if err != nil {
 		return err
 	}
-	_, err = f.stat(ctx, vp, key)
-	return err
+	if mtime.IsZero() {
+		_, err = f.stat(ctx, vp, key)
+		return err
+	}
+	ev.detail = "mtime " + mtime.UTC().Format(time.RFC3339)
+	if vp == "/" {
+		return nil // the session's root has no time of its own
+	}
+	if w := f.uploads.get(f.name, key); w != nil {
+		w.setMTime(mtime)
+		return nil
+	}
+	oi, err := f.store.Stat(ctx, key)
+	if errors.Is(err, ErrNotExist) {
+		// A directory: its marker keeps the time (one is made if missing).
+		key = dirKey(key)
+		if oi, err = f.store.Stat(ctx, key); errors.Is(err, ErrNotExist) {
+			if _, err := f.stat(ctx, vp, strings.TrimSuffix(key, "/")); err != nil {
+				return err
+			}
+			return f.putMarker(ctx, key, mtime)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if oi.MTime.Unix() == mtime.Unix() && !oi.MTime.IsZero() {
+		return nil // SFTP times are whole seconds: already set
+	}
+	ev.bytes = oi.Size
+	return f.store.SetMTime(ctx, key, mtime)
+}
+
+// putMarker creates a directory marker carrying mtime.
+func (f *FS) putMarker(ctx context.Context, key string, mtime time.Time) error {
+	up, err := f.store.Create(ctx, key, CreateOptions{SizeHint: 0, MTime: mtime})
+	if err != nil {
+		return err
+	}
+	if err := up.Commit(ctx); err != nil {
+		_ = up.Abort(context.WithoutCancel(ctx))
+		return err
+	}
+	return nil
 }
 
 // Truncate handles a size change by setstat: only "no change" is possible

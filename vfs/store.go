@@ -26,16 +26,24 @@ type Store interface {
 	Read(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
 	// Delete removes key; deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
-	// Copy copies src to dst server side (with the same encryption as any write).
+	// Copy copies src to dst server side (with the same encryption as any
+	// write), keeping src's MTime.
 	Copy(ctx context.Context, src, dst string) error
+	// SetMTime records t as the modification time of the committed object
+	// key (S3: a server-side copy onto itself, metadata replaced).
+	SetMTime(ctx context.Context, key string, t time.Time) error
 }
 
 // ObjectInfo describes one object or, from a list, one common prefix.
 type ObjectInfo struct {
 	Key     string
 	Size    int64
-	ModTime time.Time
-	IsDir   bool // a common prefix or a "dir/" marker
+	ModTime time.Time // when the store last wrote the object (retention ages by it)
+	IsDir   bool      // a common prefix or a "dir/" marker
+	// MTime is the file's modification time as a client set it (S3:
+	// X-Amz-Meta-Mtime, rclone's key), zero if none was set. From List,
+	// only filled when ListOptions.MTimes asks for it.
+	MTime time.Time
 }
 
 // ListOptions selects a page of a listing.
@@ -44,6 +52,9 @@ type ListOptions struct {
 	Recursive bool   // false: delimiter "/", sub-directories come back as IsDir entries
 	Token     string // continuation token from the previous Page
 	Limit     int    // <= 0: store default (1000 for S3)
+	// MTimes fills ObjectInfo.MTime of files and of sub-directories'
+	// markers (S3: one HEAD per entry, as a listing carries no metadata).
+	MTimes bool
 }
 
 // Page is one page of a listing. Next is empty on the last page.
@@ -58,6 +69,8 @@ type CreateOptions struct {
 	Exclusive bool
 	// SizeHint is the expected size, or -1 when unknown.
 	SizeHint int64
+	// MTime, if not zero, is stored as the object's MTime.
+	MTime time.Time
 }
 
 // Upload is a sequential writer whose data becomes an object only on Commit.
@@ -65,6 +78,10 @@ type CreateOptions struct {
 // pending in the store.
 type Upload interface {
 	io.Writer
+	// SetMTime sets the MTime Commit stores with the object, at no cost,
+	// and reports true; false if it is too late for this upload (S3: the
+	// multipart upload has started), so the caller sets it after Commit.
+	SetMTime(t time.Time) bool
 	Commit(ctx context.Context) error
 	Abort(ctx context.Context) error
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/sftpgw/sftpgw/vfs"
 )
@@ -36,12 +37,16 @@ func (s *memStore) Read(_ context.Context, _ string, off, n int64) (io.ReadClose
 }
 func (s *memStore) Delete(context.Context, string) error       { return nil }
 func (s *memStore) Copy(context.Context, string, string) error { return nil }
+func (s *memStore) SetMTime(context.Context, string, time.Time) error {
+	return nil
+}
 
 type countUpload struct{ n int64 }
 
 func (u *countUpload) Write(p []byte) (int, error)  { u.n += int64(len(p)); return len(p), nil }
 func (u *countUpload) Commit(context.Context) error { return nil }
 func (u *countUpload) Abort(context.Context) error  { return nil }
+func (u *countUpload) SetMTime(time.Time) bool      { return true }
 func benchFS(st vfs.Store) *vfs.FS {
 	return vfs.New(vfs.Options{Store: st, Session: vfs.Session{User: "u", Role: "r", Perms: vfs.PermAll}})
 }

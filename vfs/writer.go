@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 var (
@@ -109,6 +110,30 @@ type Writer struct {
 	max      int64
 	err      error
 	done     bool
+
+	tmu       sync.Mutex // not mu: a setstat need not wait for a part upload
+	mtime     time.Time  // set by a setstat during the upload
+	lateMTime bool       // too late for the upload itself: set after Commit
+}
+
+// setMTime folds a setstat's time into the upload (free), or, if the store
+// can no longer take it (S3: multipart already started), notes it for
+// after the commit.
+func (w *Writer) setMTime(t time.Time) {
+	w.tmu.Lock()
+	defer w.tmu.Unlock()
+	w.mtime = t
+	w.lateMTime = !w.up.SetMTime(t)
+}
+
+// shownTime is the upload's time in a stat: the one set, else now.
+func (w *Writer) shownTime() time.Time {
+	w.tmu.Lock()
+	defer w.tmu.Unlock()
+	if w.mtime.IsZero() {
+		return time.Now()
+	}
+	return w.mtime
 }
 
 // Size is the number of bytes accepted so far (in order).
@@ -258,6 +283,22 @@ func (w *Writer) TransferError(err error) {
 	w.fail(fmt.Errorf("%w: %v", errAborted, err))
 }
 
+// storeLateMTime sets a time the upload could not carry. The file is
+// stored either way: a failure costs only its time, and is logged and told
+// in the upload's audit event.
+func (w *Writer) storeLateMTime() {
+	w.tmu.Lock()
+	t, late := w.mtime, w.lateMTime
+	w.tmu.Unlock()
+	if !late {
+		return
+	}
+	if err := w.fs.store.SetMTime(context.WithoutCancel(w.ctx), w.key, t); err != nil {
+		w.ev.detail = "file stored, its modification time not: " + SafeMessage(err)
+		w.fs.log.Warn("upload: modification time not stored", "path", w.ev.path, "error", SafeMessage(err))
+	}
+}
+
 // Close commits a complete upload, or aborts and reports why not.
 func (w *Writer) Close() error {
 	w.mu.Lock()
@@ -289,6 +330,7 @@ func (w *Writer) Close() error {
 			w.fail(err)
 		} else {
 			w.lim.committed(w.fs, w.key, w.next)
+			w.storeLateMTime()
 		}
 	}
 	w.ev.bytes = w.next

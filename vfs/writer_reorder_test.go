@@ -5,6 +5,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/sftpgw/sftpgw/vfs"
 )
@@ -22,6 +23,7 @@ type captureUpload struct {
 
 func (u *captureUpload) Commit(context.Context) error { u.committed = true; return nil }
 func (u *captureUpload) Abort(context.Context) error  { return nil }
+func (u *captureUpload) SetMTime(time.Time) bool      { return true }
 
 func (s *captureStore) Create(context.Context, string, vfs.CreateOptions) (vfs.Upload, error) {
 	s.up = &captureUpload{}

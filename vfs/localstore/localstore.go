@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/sftpgw/sftpgw/vfs"
 )
@@ -125,7 +126,9 @@ func (s *Store) Stat(ctx context.Context, key string) (vfs.ObjectInfo, error) {
 	if fi.IsDir() != isMarker(key) || !(fi.IsDir() || fi.Mode().IsRegular()) {
 		return vfs.ObjectInfo{}, notExist(key)
 	}
-	return info(key, fi), nil
+	oi := info(key, fi)
+	oi.MTime = s.readMTime(fsName(key))
+	return oi, nil
 }
 
 func info(key string, fi fs.FileInfo) vfs.ObjectInfo {
@@ -227,12 +230,16 @@ func (s *Store) Copy(ctx context.Context, src, dst string) error {
 	if isMarker(src) != isMarker(dst) {
 		return fmt.Errorf("localstore: copy %q to %q: marker and object keys do not mix", src, dst)
 	}
+	oi, err := s.Stat(ctx, src)
+	if err != nil {
+		return err
+	}
 	r, err := s.Read(ctx, src, 0, -1)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	up, err := s.Create(ctx, dst, vfs.CreateOptions{SizeHint: -1})
+	up, err := s.Create(ctx, dst, vfs.CreateOptions{SizeHint: -1, MTime: oi.MTime})
 	if err != nil {
 		return err
 	}
@@ -248,7 +255,7 @@ func (s *Store) Create(ctx context.Context, key string, opt vfs.CreateOptions) (
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
-	u := &upload{s: s, key: key, opt: opt}
+	u := &upload{s: s, key: key, opt: opt, mtime: opt.MTime}
 	if isMarker(key) {
 		return u, nil // nothing to buffer: Commit makes the directory
 	}
@@ -276,9 +283,30 @@ type upload struct {
 	tmp string
 	f   *os.File // nil for markers
 
-	mu   sync.Mutex
-	done bool
-	err  error // sticky: the first write error, or why the upload ended
+	mu    sync.Mutex
+	done  bool
+	err   error     // sticky: the first write error, or why the upload ended
+	mtime time.Time // stored with the file on Commit, if set
+}
+
+// SetMTime implements vfs.Upload: the time is written on Commit.
+func (u *upload) SetMTime(t time.Time) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.mtime = t
+	return true
+}
+
+// storeMTime writes the upload's time on f, if one was set. A file system
+// without extended attributes loses it rather than the file.
+func (u *upload) storeMTime(f *os.File) error {
+	if u.mtime.IsZero() {
+		return nil
+	}
+	if err := writeMTime(f, u.mtime); err != nil && !errors.Is(err, errNoXattr) {
+		return mapErr(u.key, err)
+	}
+	return nil
 }
 
 func (u *upload) Write(p []byte) (int, error) {
@@ -345,13 +373,19 @@ func (u *upload) commit() error {
 				if u.opt.Exclusive {
 					return &fs.PathError{Op: "create", Path: u.key, Err: vfs.ErrExist}
 				}
-				return nil
+				return u.markerMTime(name)
 			}
 		}
 		if err != nil {
 			return mapErr(u.key, err)
 		}
+		if err := u.markerMTime(name); err != nil {
+			return err
+		}
 		return syncDir(root, path.Dir(name))
+	}
+	if err := u.storeMTime(u.f); err != nil {
+		return err
 	}
 	// Durable before visible: the data must be on disk before the name is.
 	if err := u.f.Sync(); err != nil {
@@ -380,6 +414,19 @@ func (u *upload) commit() error {
 		}
 	}
 	return syncDir(root, path.Dir(name))
+}
+
+// markerMTime stores the upload's time on the directory name.
+func (u *upload) markerMTime(name string) error {
+	if u.mtime.IsZero() {
+		return nil
+	}
+	d, err := u.s.root.Open(name)
+	if err != nil {
+		return mapErr(u.key, err)
+	}
+	defer d.Close()
+	return u.storeMTime(d)
 }
 
 // syncDir makes a rename or link durable.
@@ -450,6 +497,11 @@ func (s *Store) List(ctx context.Context, opt vfs.ListOptions) (vfs.Page, error)
 	if len(page.Entries) > limit {
 		page.Entries = page.Entries[:limit]
 		page.Next = page.Entries[limit-1].Key
+	}
+	if opt.MTimes {
+		for i := range page.Entries {
+			page.Entries[i].MTime = s.readMTime(fsName(page.Entries[i].Key))
+		}
 	}
 	return page, nil
 }

@@ -13,7 +13,8 @@ import (
 )
 
 // Copy implements vfs.Store server side: CopyObject up to 5 GiB, a multipart
-// copy (UploadPartCopy) above. The destination always gets our SSE settings.
+// copy (UploadPartCopy) above. The destination always gets our SSE settings
+// and the source's metadata (its MTime among them).
 func (s *Store) Copy(ctx context.Context, src, dst string) error {
 	head, err := s.c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &src})
 	if err != nil {
@@ -35,18 +36,26 @@ func (s *Store) Copy(ctx context.Context, src, dst string) error {
 		})
 		return mapErr("copy", err)
 	}
-	return s.multipartCopy(ctx, source, dst, size, head.ETag)
+	return s.multipartCopy(ctx, source, dst, size, head.ETag, copyMetaOf(head))
 }
 
 // multipartCopy copies size bytes in copyPart-sized ranges, Concurrency at
-// a time, and aborts the upload on any failure.
-func (s *Store) multipartCopy(ctx context.Context, source, dst string, size int64, etag *string) (err error) {
+// a time, and aborts the upload on any failure. The new object gets m (a
+// multipart upload starts with no metadata of its own).
+func (s *Store) multipartCopy(ctx context.Context, source, dst string, size int64, etag *string, m copyMeta) (err error) {
 	sse, kms := s.sseFields()
 	created, err := s.c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket:               &s.bucket,
 		Key:                  &dst,
 		ServerSideEncryption: sse,
 		SSEKMSKeyId:          kms,
+		Metadata:             m.meta,
+		ContentType:          m.contentType,
+		ContentEncoding:      m.contentEncoding,
+		ContentDisposition:   m.contentDisposition,
+		ContentLanguage:      m.contentLanguage,
+		CacheControl:         m.cacheControl,
+		StorageClass:         m.storageClass,
 	})
 	if err != nil {
 		return mapErr("copy", err)

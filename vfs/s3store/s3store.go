@@ -203,6 +203,7 @@ func (s *Store) Stat(ctx context.Context, key string) (vfs.ObjectInfo, error) {
 		Size:    aws.ToInt64(out.ContentLength),
 		ModTime: aws.ToTime(out.LastModified),
 		IsDir:   isMarker(key),
+		MTime:   parseMTime(out.Metadata),
 	}, nil
 }
 
@@ -262,6 +263,11 @@ func (s *Store) List(ctx context.Context, opt vfs.ListOptions) (vfs.Page, error)
 		page.Next = "k" + after
 	} else if aws.ToBool(out.IsTruncated) && aws.ToString(out.NextContinuationToken) != "" {
 		page.Next = "c" + aws.ToString(out.NextContinuationToken)
+	}
+	if opt.MTimes {
+		if err := s.fillMTimes(ctx, page.Entries); err != nil {
+			return vfs.Page{}, err
+		}
 	}
 	return page, nil
 }

@@ -302,3 +302,91 @@ func TestServerRestart(t *testing.T) {
 		t.Fatalf("SSE on the private MinIO: %q", h.ServerSideEncryption)
 	}
 }
+
+// File times are stored as rclone stores them (X-Amz-Meta-Mtime, Unix
+// seconds with the fraction), and setting one on a stored object keeps its
+// encryption, content type, other metadata and content, by CopyObject and
+// by multipart copy alike. A time given after a multipart upload started
+// is refused by the upload (the caller sets it after the commit).
+func TestMTimeMetadata(t *testing.T) {
+	for _, kms := range []bool{false, true} {
+		t.Run(map[bool]string{false: "AES256", true: "KMS"}[kms], func(t *testing.T) {
+			t.Parallel()
+			s, cfg, c := newStore(t, func(c *s3store.Config) {
+				if kms {
+					c.SSE, c.KMSKeyID = s3store.SSEKMS, "sftpgw-test"
+				}
+			})
+			wantSSE := types.ServerSideEncryptionAes256
+			if kms {
+				wantSSE = types.ServerSideEncryptionAwsKms
+			}
+			mt := time.Unix(1577934240, 123456789)
+			up, err := s.Create(t.Context(), "small", vfs.CreateOptions{SizeHint: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			up.Write([]byte("hello"))
+			if !up.SetMTime(mt) {
+				t.Fatal("a single-part upload refused its time")
+			}
+			if err := up.Commit(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if got := head(t, c, cfg.Bucket, "small").Metadata["mtime"]; got != "1577934240.123456789" {
+				t.Errorf("X-Amz-Meta-Mtime %q; want rclone's 1577934240.123456789", got)
+			}
+
+			up, err = s.Create(t.Context(), "multi", vfs.CreateOptions{SizeHint: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			up.Write(storetest.Data(storetest.PartSize + 1)) // the first part is on its way
+			if up.SetMTime(mt) {
+				t.Error("a started multipart upload accepted a time it cannot store")
+			}
+			if err := up.Commit(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+
+			// Another tool's metadata and content type must survive.
+			big := storetest.Data(2*storetest.PartSize + 3)
+			for _, k := range []string{"tagged", "tagged-big"} {
+				body := []byte("content")
+				if k == "tagged-big" {
+					body = big
+				}
+				_, err := c.PutObject(t.Context(), &s3.PutObjectInput{Bucket: &cfg.Bucket, Key: aws.String(k),
+					Body: strings.NewReader(string(body)), ContentType: aws.String("application/pdf"),
+					Metadata: map[string]string{"owner": "hr"}, ServerSideEncryption: wantSSE,
+					SSEKMSKeyId: map[bool]*string{true: aws.String("sftpgw-test")}[kms]})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, limits := range [][2]int64{{5 << 30, 512 << 20}, {1, 5 << 20}} { // CopyObject, then multipart
+				s.SetCopyLimits(limits[0], limits[1])
+				mt = mt.Add(time.Hour)
+				for _, k := range []string{"small", "multi", "tagged", "tagged-big"} {
+					if err := s.SetMTime(t.Context(), k, mt); err != nil {
+						t.Fatalf("set mtime %s (copy limit %d): %v", k, limits[0], err)
+					}
+					h := head(t, c, cfg.Bucket, k)
+					if h.ServerSideEncryption != wantSSE {
+						t.Errorf("%s: SSE %q after setting its time; want %q", k, h.ServerSideEncryption, wantSSE)
+					}
+					if oi, err := s.Stat(t.Context(), k); err != nil || !oi.MTime.Equal(mt) {
+						t.Errorf("%s: MTime %v, %v; want %v", k, oi.MTime, err, mt)
+					}
+					if strings.HasPrefix(k, "tagged") && (aws.ToString(h.ContentType) != "application/pdf" || h.Metadata["owner"] != "hr") {
+						t.Errorf("%s: content type %q, metadata %v: lost by the copy", k, aws.ToString(h.ContentType), h.Metadata)
+					}
+				}
+			}
+			if got, err := storetest.Get(t, s, "tagged-big"); err != nil || string(got) != string(big) {
+				t.Errorf("content changed by setting the time (%d bytes, %v)", len(got), err)
+			}
+			noPending(t, c, cfg.Bucket, "")
+		})
+	}
+}

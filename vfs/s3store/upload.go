@@ -85,6 +85,8 @@ type upload struct {
 	ended    bool  // Commit or Abort has returned
 	uploadID *string
 	parts    []types.CompletedPart
+	mtime    time.Time // to store with the object (SetMTime, or opt.MTime)
+	metaSent bool      // PutObject or CreateMultipartUpload sent: metadata fixed
 
 	abortOnce sync.Once
 	abortErr  error
@@ -99,6 +101,7 @@ func newUpload(ctx context.Context, s *Store, key string, opt vfs.CreateOptions)
 		parent: ctx,
 		sem:    make(chan struct{}, s.concurrency),
 	}
+	u.mtime = opt.MTime
 	u.ctx, u.cancel = context.WithCancelCause(ctx)
 	// If the caller's context ends while nobody is calling us (a dropped
 	// session), clean up anyway so no multipart upload is left pending.
@@ -293,11 +296,16 @@ func (u *upload) createMPU() (*string, error) {
 	// we must learn the upload ID, or we could never abort it.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.ctx), cleanupTimeout)
 	defer cancel()
+	u.mu.Lock()
+	mt := u.mtime
+	u.metaSent = true
+	u.mu.Unlock()
 	out, err := u.s.c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket:               &u.s.bucket,
 		Key:                  &u.key,
 		ServerSideEncryption: sse,
 		SSEKMSKeyId:          kms,
+		Metadata:             mtimeMeta(mt),
 	})
 	if err != nil {
 		return nil, mapErr("create multipart upload", err)
@@ -316,6 +324,26 @@ func (u *upload) createMPU() (*string, error) {
 	u.uploadID = out.UploadId
 	u.mu.Unlock()
 	return out.UploadId, nil
+}
+
+// SetMTime implements vfs.Upload: free until the first part is sent (the
+// time goes into the PutObject or CreateMultipartUpload). After that it
+// returns false: S3 fixes a multipart upload's metadata when it starts.
+func (u *upload) SetMTime(t time.Time) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.metaSent {
+		return false
+	}
+	u.mtime = t
+	return true
+}
+
+func mtimeMeta(t time.Time) map[string]string {
+	if t.IsZero() {
+		return nil
+	}
+	return map[string]string{metaMTime: formatMTime(t)}
 }
 
 func (u *upload) sendPart(id *string, num int32, buf *partBuf) {
@@ -388,6 +416,10 @@ func (u *upload) commit(ctx context.Context) error {
 		if u.buf != nil {
 			body = u.buf.b
 		}
+		u.mu.Lock()
+		mt := u.mtime
+		u.metaSent = true
+		u.mu.Unlock()
 		_, err := u.s.c.PutObject(ctx, &s3.PutObjectInput{
 			Bucket:               &u.s.bucket,
 			Key:                  &u.key,
@@ -396,6 +428,7 @@ func (u *upload) commit(ctx context.Context) error {
 			ServerSideEncryption: sse,
 			SSEKMSKeyId:          kms,
 			IfNoneMatch:          ifNoneMatch,
+			Metadata:             mtimeMeta(mt),
 		})
 		return mapErr("put", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sftpgw/sftpgw/vfs"
 )
@@ -47,6 +48,7 @@ func Run(t *testing.T, newStore func(t *testing.T) vfs.Store) {
 		{"Copy", testCopy},
 		{"Markers", testMarkers},
 		{"SpecialKeys", testSpecialKeys},
+		{"MTime", testMTime},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -639,5 +641,89 @@ func testSpecialKeys(t *testing.T, s vfs.Store) {
 	}
 	if !slices.IsSortedFunc(es, func(a, b vfs.ObjectInfo) int { return strings.Compare(a.Key, b.Key) }) {
 		t.Fatalf("list not sorted: %v", keys(es))
+	}
+}
+
+// putMTime uploads data and sets t during the upload, after all the data
+// (as OpenSSH's put -p does); when the upload can no longer take it, after
+// the commit, as vfs does.
+func putMTime(t *testing.T, s vfs.Store, key string, data []byte, mt time.Time) {
+	t.Helper()
+	up, err := s.Create(t.Context(), key, vfs.CreateOptions{SizeHint: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := write(up, data); err != nil {
+		t.Fatal(err)
+	}
+	folded := up.SetMTime(mt)
+	if err := up.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if !folded {
+		if err := s.SetMTime(t.Context(), key, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func wantMTime(t *testing.T, s vfs.Store, key string, want time.Time) {
+	t.Helper()
+	oi, err := s.Stat(t.Context(), key)
+	if err != nil {
+		t.Fatalf("stat %q: %v", key, err)
+	}
+	if !oi.MTime.Equal(want) {
+		t.Errorf("%q: MTime %v; want %v", key, oi.MTime, want)
+	}
+	if oi.ModTime.IsZero() {
+		t.Errorf("%q: no ModTime", key)
+	}
+}
+
+// Modification times: set during an upload, at create, on a stored object
+// (content unchanged), kept by Copy, reported by Stat and by List when
+// asked; an object without one has a zero MTime.
+func testMTime(t *testing.T, s vfs.Store) {
+	t1 := time.Unix(1577934240, 123456789) // 2020-01-02 03:04:00.123456789 UTC
+	t2 := time.Unix(946684800, 0)          // 2000-01-01
+	small, big := Data(1000), Data(PartSize+1)
+	putMTime(t, s, "d/small", small, t1)
+	putMTime(t, s, "d/big", big, t1)
+	MustPut(t, s, "d/plain", []byte("x"))
+	if err := Put(t, s, "d/sub/", nil, vfs.CreateOptions{MTime: t2}); err != nil {
+		t.Fatal(err)
+	}
+	wantMTime(t, s, "d/small", t1)
+	wantMTime(t, s, "d/big", t1)
+	wantMTime(t, s, "d/plain", time.Time{})
+	wantMTime(t, s, "d/sub/", t2)
+
+	for _, k := range []string{"d/small", "d/big"} {
+		if err := s.SetMTime(t.Context(), k, t2); err != nil {
+			t.Fatalf("set mtime of %q: %v", k, err)
+		}
+		wantMTime(t, s, k, t2)
+	}
+	checkContent(t, s, "d/small", small)
+	checkContent(t, s, "d/big", big)
+	if err := s.SetMTime(t.Context(), "d/missing", t2); !errors.Is(err, vfs.ErrNotExist) {
+		t.Errorf("set mtime of a missing key: %v; want ErrNotExist", err)
+	}
+
+	if err := s.Copy(t.Context(), "d/big", "d/copy"); err != nil {
+		t.Fatal(err)
+	}
+	wantMTime(t, s, "d/copy", t2)
+	checkContent(t, s, "d/copy", big)
+
+	got := map[string]time.Time{}
+	for _, e := range ListAll(t, s, vfs.ListOptions{Prefix: "d/", MTimes: true}) {
+		got[e.Key] = e.MTime
+	}
+	for k, want := range map[string]time.Time{"d/small": t2, "d/big": t2, "d/copy": t2, "d/plain": {}, "d/sub/": t2} {
+		if mt, ok := got[k]; !ok || !mt.Equal(want) {
+			t.Errorf("listed %q: MTime %v (listed %v); want %v", k, mt, ok, want)
+		}
 	}
 }
