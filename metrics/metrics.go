@@ -83,6 +83,15 @@ func New(o Options) *Metrics {
 	m.storeErr = f.counter("sftpgw_store_errors_total",
 		"Failed object store requests by storage block and operation (missing objects and cancelled requests are not errors).",
 		"store", "op")
+	// Series that alert rules use with increase()/rate() exist from the
+	// start at 0: a counter born at its first event has no series before it,
+	// so a rule on it sees nothing rather than a rise.
+	for _, r := range []string{"banned", "overload"} {
+		m.connRejected.WithLabelValues(r)
+	}
+	for _, s := range []string{"source", "user"} {
+		m.bans.WithLabelValues(s)
+	}
 	bi := f.gauge("sftpgw_build_info", "Always 1; the version label names the running build.", "version")
 	bi.WithLabelValues(orDefault(o.Version, "dev")).Set(1)
 	if !o.NoRuntime {

@@ -392,3 +392,27 @@ func scrape(t *testing.T, m *Metrics) string {
 	}
 	return rec.Body.String()
 }
+
+// The README's alert rule uses increase(sftpgw_bans_total[10m]): the series
+// must be scraped (at 0) before the first ban, not appear with it.
+func TestAlertSeriesStartAtZero(t *testing.T) {
+	m := New(Options{NoRuntime: true})
+	srv := httptest.NewServer(m.Handler(nil))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`sftpgw_bans_total{scope="source"} 0`,
+		`sftpgw_bans_total{scope="user"} 0`,
+		`sftpgw_connections_rejected_total{reason="banned"} 0`,
+		`sftpgw_connections_rejected_total{reason="overload"} 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q before any event", want)
+		}
+	}
+}
