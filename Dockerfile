@@ -26,6 +26,6 @@ EXPOSE 2222 9090
 STOPSIGNAL SIGTERM
 # Needs the metrics block (see above); the image has no shell or curl.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["/usr/local/bin/sftpgw", "health", "--url", "http://127.0.0.1:9090/healthz"]
+  CMD ["/usr/local/bin/sftpgw", "health", "--config", "/etc/sftpgw/sftpgw.hcl"]
 ENTRYPOINT ["/usr/local/bin/sftpgw"]
 CMD ["serve", "--config", "/etc/sftpgw/sftpgw.hcl"]

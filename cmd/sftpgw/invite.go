@@ -14,13 +14,12 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sftpgw/sftpgw/authn"
-	"github.com/sftpgw/sftpgw/config"
 	"github.com/sftpgw/sftpgw/onboard"
 )
 
 const inviteUsage = `usage:
   sftpgw user invite --host HOST [--role applicant] [--expires 14d|never|...]
-                     [--config FILE | --host-key FILE[,FILE] [--users FILE]]
+                     (--config FILE | --host-key FILE[,FILE] --users FILE)
                      [--port N] [--out DIR] [--zip] [--keyfile-path PATH]
 
 Creates a pseudonymous key-only account and writes the bundle to hand over:
@@ -36,8 +35,7 @@ func runInvite(args []string) error {
 	fs := flag.NewFlagSet("sftpgw user invite", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, inviteUsage) }
-	users := fs.String("users", "", "users file (default: from --config, else ./users.hcl)")
-	cfgPath := fs.String("config", "", "gateway configuration (users file, host keys, port, role limits)")
+	ut := addUsersFlags(fs) // --config (users file, host keys, port, role limits) or --users
 	role := fs.String("role", "applicant", "role of the new account")
 	expires := fs.String("expires", "14d", `account lifetime (14d, 2w, 36h), expiry time (RFC 3339) or "never"`)
 	host := fs.String("host", "", "host name applicants connect to (required)")
@@ -53,7 +51,10 @@ func runInvite(args []string) error {
 		fs.Usage()
 		return errors.New("user invite: --host is required (the name applicants connect to)")
 	}
-	opt := onboard.InviteOptions{Role: *role, UsersFile: *users,
+	if err := ut.resolve("user invite"); err != nil {
+		return err
+	}
+	opt := onboard.InviteOptions{Role: *role, UsersFile: ut.file,
 		Bundle: onboard.Options{Host: *host, Port: *port, KeyfilePath: *keyfile}}
 	var err error
 	if *expires != "never" {
@@ -63,20 +64,13 @@ func runInvite(args []string) error {
 	}
 	keyPaths := splitList(*hostKeys)
 	mfa := *role == "hr" // as in "user add": hr always needs TOTP
-	if *cfgPath != "" {
-		cfg, err := config.Load(*cfgPath)
-		if err != nil {
-			return err
-		}
+	if cfg := ut.cfg; cfg != nil {
 		r, ok := cfg.Roles[*role]
 		if !ok {
-			return fmt.Errorf("user invite: role %q is not defined in %s", *role, *cfgPath)
+			return fmt.Errorf("user invite: role %q is not defined in %s", *role, *ut.cfgPath)
 		}
 		mfa = mfa || r.MFA
 		opt.Bundle.Limits = r.Limits
-		if opt.UsersFile == "" {
-			opt.UsersFile = cfg.UsersFile
-		}
 		if len(keyPaths) == 0 {
 			keyPaths = cfg.HostKeys
 		}
@@ -95,9 +89,6 @@ func runInvite(args []string) error {
 	}
 	if opt.Bundle.HostKeys, err = onboard.ReadHostKeys(keyPaths...); err != nil {
 		return err
-	}
-	if opt.UsersFile == "" {
-		opt.UsersFile = "./users.hcl"
 	}
 	if *out != "" {
 		for _, p := range []string{*out, zipPathFor(*out)} {

@@ -20,7 +20,7 @@ usage:
   sftpgw user add|list|remove|rotate-totp|add-key|invite ...   manage users (see 'sftpgw user help')
   sftpgw audit verify --config FILE [--from T] [--to T] verify the audit trail
   sftpgw check --config FILE [--fix] [--strict]        check (and fix) the buckets' security settings
-  sftpgw health [--url URL]            exit 0 if URL (default http://127.0.0.1:9090/healthz) answers 200
+  sftpgw health [--config FILE | --url URL] [--wait D]  exit 0 if the config's metrics listener answers 200
   sftpgw version
 `
 

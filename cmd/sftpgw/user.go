@@ -6,26 +6,32 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/sftpgw/sftpgw/authn"
+	"github.com/sftpgw/sftpgw/config"
 )
 
 const userUsage = `usage:
-  sftpgw user add --role ROLE --key FILE [--name NAME] [--expires 14d|2w|36h|RFC3339]
-                  [--mfa] [--allow-from CIDR,...] [--issuer NAME] [--users FILE]
-  sftpgw user list [--users FILE]
-  sftpgw user remove NAME [--users FILE]
-  sftpgw user rotate-totp NAME [--issuer NAME] [--users FILE]
-  sftpgw user add-key NAME --key FILE [--users FILE]
-  sftpgw user invite --host HOST [--role applicant] [--expires 14d] [--config FILE]
-                     [--host-key FILE] [--users FILE] [--port N] [--out DIR] [--zip]
+  sftpgw user add --config FILE --role ROLE --key FILE [--name NAME] [--expires 14d|2w|36h|RFC3339]
+                  [--mfa] [--allow-from CIDR,...] [--issuer NAME]
+  sftpgw user list --config FILE
+  sftpgw user remove NAME --config FILE
+  sftpgw user rotate-totp NAME --config FILE [--issuer NAME]
+  sftpgw user add-key NAME --key FILE --config FILE
+  sftpgw user invite --config FILE --host HOST [--role applicant] [--expires 14d]
+                     [--port N] [--out DIR] [--zip]
                      (a key-only account plus a bundle to hand over; see 'sftpgw user invite -h')
 
+--config FILE is the gateway's configuration: its users_file is the file
+changed, and --role must be one of its roles. Without a configuration,
+--users FILE names the users file explicitly (roles are then not checked).
 --key FILE is an OpenSSH public key file (one or more keys; "-" reads stdin).
---users defaults to ./users.hcl. MFA (key + TOTP) is the default for role hr.
+MFA (key + TOTP) is the default for role hr and for roles with mfa = true.
 For MFA users the TOTP secret is printed once, as an otpauth:// URI and a QR
 code, and never again. A running gateway picks up changes within seconds.
 `
@@ -61,13 +67,78 @@ func runUser(args []string) error {
 	return fmt.Errorf("unknown user subcommand %q", cmd)
 }
 
-// newUserFlags returns a flag set with the common --users flag.
-func newUserFlags(name string) (*flag.FlagSet, *string) {
+// usersTarget is the users file a user command changes, and the gateway
+// configuration it came from (nil with --users alone).
+type usersTarget struct {
+	cfgPath, users *string
+	file           string
+	cfg            *config.Config
+}
+
+// newUserFlags returns a flag set with the common --config and --users flags.
+func newUserFlags(name string) (*flag.FlagSet, *usersTarget) {
 	fs := flag.NewFlagSet("sftpgw user "+name, flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, userUsage) }
-	users := fs.String("users", "./users.hcl", "users file")
-	return fs, users
+	return fs, addUsersFlags(fs)
+}
+
+func addUsersFlags(fs *flag.FlagSet) *usersTarget {
+	return &usersTarget{
+		cfgPath: fs.String("config", "", "gateway configuration: its users_file is used and roles are checked"),
+		users:   fs.String("users", "", "users file, when there is no --config"),
+	}
+}
+
+// resolve picks the users file. A users file the gateway does not read is
+// useless and, for MFA accounts, a stray copy of TOTP secrets: so the file
+// must be named explicitly, and with --config it must be the config's.
+func (t *usersTarget) resolve(cmd string) error {
+	switch {
+	case *t.cfgPath != "":
+		cfg, err := config.Load(*t.cfgPath)
+		if err != nil {
+			return err
+		}
+		t.cfg, t.file = cfg, cfg.UsersFile
+		if *t.users != "" && !samePath(*t.users, cfg.UsersFile) {
+			return fmt.Errorf("%s: --users %s is not the users_file of %s (%s), which is the one the gateway reads; drop --users, or drop --config to write %s anyway",
+				cmd, *t.users, *t.cfgPath, cfg.UsersFile, *t.users)
+		}
+	case *t.users != "":
+		t.file = *t.users
+	default:
+		return fmt.Errorf("%s: give --config FILE (the gateway configuration; its users_file is used) or --users FILE", cmd)
+	}
+	return nil
+}
+
+// role checks a role name against the configuration, when there is one,
+// and says whether it requires MFA.
+func (t *usersTarget) role(cmd, name string) (mfa bool, err error) {
+	if t.cfg == nil {
+		return name == "hr", nil
+	}
+	r, ok := t.cfg.Roles[name]
+	if !ok {
+		return false, fmt.Errorf("%s: role %q is not defined in %s (roles: %s)", cmd, name, *t.cfgPath, strings.Join(roleNames(t.cfg), ", "))
+	}
+	return name == "hr" || r.MFA, nil
+}
+
+func roleNames(cfg *config.Config) []string {
+	names := make([]string, 0, len(cfg.Roles))
+	for n := range cfg.Roles {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func samePath(a, b string) bool {
+	aa, err1 := filepath.Abs(a)
+	bb, err2 := filepath.Abs(b)
+	return err1 == nil && err2 == nil && aa == bb
 }
 
 // parseArgs parses flags placed before or after positional arguments
@@ -108,12 +179,19 @@ func userAdd(args []string) error {
 		fs.Usage()
 		return errors.New("user add: --role and --key are required")
 	}
+	if err := users.resolve("user add"); err != nil {
+		return err
+	}
+	needMFA, err := users.role("user add", *role)
+	if err != nil {
+		return err
+	}
 	mfaSet := false
 	fs.Visit(func(f *flag.Flag) { mfaSet = mfaSet || f.Name == "mfa" })
 	if !mfaSet {
-		*mfa = *role == "hr"
-	} else if !*mfa && *role == "hr" {
-		return errors.New("user add: role hr requires MFA; drop --mfa=false")
+		*mfa = needMFA
+	} else if !*mfa && needMFA {
+		return fmt.Errorf("user add: role %s requires MFA; drop --mfa=false", *role)
 	}
 	keys, err := readKeys(*keyFile)
 	if err != nil {
@@ -129,7 +207,7 @@ func userAdd(args []string) error {
 		}
 	}
 	var added *authn.User
-	err = authn.UpdateUsers(*users, true, func(set *authn.UserSet) error {
+	err = authn.UpdateUsers(users.file, true, func(set *authn.UserSet) error {
 		added, err = authn.AddUser(set, o)
 		return err
 	})
@@ -140,7 +218,7 @@ func userAdd(args []string) error {
 	if !added.ExpiresAt.IsZero() {
 		fmt.Fprintf(userStdout, ", expires %s", added.ExpiresAt.UTC().Format(time.RFC3339))
 	}
-	fmt.Fprintf(userStdout, ") to %s\n", *users)
+	fmt.Fprintf(userStdout, ") to %s\n", users.file)
 	if added.TOTPSecret != "" {
 		printEnrollment(*issuer, added.Name, added.TOTPSecret)
 	}
@@ -152,7 +230,10 @@ func userList(args []string) error {
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	set, err := authn.LoadUsers(*users)
+	if err := users.resolve("user list"); err != nil {
+		return err
+	}
+	set, err := authn.LoadUsers(users.file)
 	if err != nil {
 		return err
 	}
@@ -181,12 +262,15 @@ func userRemove(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := authn.UpdateUsers(*users, false, func(set *authn.UserSet) error {
+	if err := users.resolve("user remove"); err != nil {
+		return err
+	}
+	if err := authn.UpdateUsers(users.file, false, func(set *authn.UserSet) error {
 		return authn.RemoveUser(set, pos[0])
 	}); err != nil {
 		return err
 	}
-	fmt.Fprintf(userStdout, "removed user %s from %s (sessions already open are not closed)\n", pos[0], *users)
+	fmt.Fprintf(userStdout, "removed user %s from %s (sessions already open are not closed)\n", pos[0], users.file)
 	return nil
 }
 
@@ -197,14 +281,17 @@ func userRotateTOTP(args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := users.resolve("user rotate-totp"); err != nil {
+		return err
+	}
 	var secret string
-	if err := authn.UpdateUsers(*users, false, func(set *authn.UserSet) error {
+	if err := authn.UpdateUsers(users.file, false, func(set *authn.UserSet) error {
 		secret, err = authn.RotateTOTP(set, pos[0])
 		return err
 	}); err != nil {
 		return err
 	}
-	fmt.Fprintf(userStdout, "new TOTP secret for %s in %s; the old one stops working once the gateway reloads\n", pos[0], *users)
+	fmt.Fprintf(userStdout, "new TOTP secret for %s in %s; the old one stops working once the gateway reloads\n", pos[0], users.file)
 	printEnrollment(*issuer, pos[0], secret)
 	return nil
 }
@@ -220,12 +307,15 @@ func userAddKey(args []string) error {
 		fs.Usage()
 		return errors.New("user add-key: --key is required")
 	}
+	if err := users.resolve("user add-key"); err != nil {
+		return err
+	}
 	keys, err := readKeys(*keyFile)
 	if err != nil {
 		return err
 	}
 	var u *authn.User
-	if err := authn.UpdateUsers(*users, false, func(set *authn.UserSet) error {
+	if err := authn.UpdateUsers(users.file, false, func(set *authn.UserSet) error {
 		u, err = authn.AddKeys(set, pos[0], keys)
 		return err
 	}); err != nil {

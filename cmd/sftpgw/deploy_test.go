@@ -1,0 +1,174 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sftpgw/sftpgw/authn"
+)
+
+// writeConfig writes a gateway configuration on local storage into dir,
+// with extra appended, and returns its path.
+func writeConfig(t *testing.T, dir, extra string) string {
+	t.Helper()
+	p := filepath.Join(dir, "sftpgw.hcl")
+	src := `
+listen     = "127.0.0.1:0"
+host_keys  = ["ssh_host_ed25519_key"]
+users_file = "users.hcl"
+storage "files" {
+  type = "local"
+  root = "data"
+}
+role "applicant" {
+  storage     = "files"
+  home        = "user/{name}/"
+  permissions = ["list", "upload"]
+}
+role "hr" {
+  storage     = "files"
+  home        = "user/"
+  permissions = ["*"]
+  mfa         = true
+}
+` + extra
+	if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestHealthReadsConfig: without --url, health probes the metrics listener
+// the config names (a wildcard address on loopback), not a fixed :9090.
+func TestHealthReadsConfig(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var paths []string
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		mu.Unlock()
+		fmt.Fprint(w, `{"status":"ok"}`)
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	cfg := writeConfig(t, t.TempDir(), fmt.Sprintf("metrics {\n  listen = \"0.0.0.0:%d\"\n}\n", port))
+	if err := runHealth([]string{"--config", cfg}); err != nil {
+		t.Fatalf("health --config: %v", err)
+	}
+	if err := runHealth([]string{"--config", cfg, "--path", "/readyz"}); err != nil {
+		t.Fatalf("health --config --path /readyz: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(paths, " ") != "/healthz /readyz" {
+		t.Errorf("probed %v, want /healthz then /readyz", paths)
+	}
+
+	noMetrics := writeConfig(t, t.TempDir(), "")
+	err = runHealth([]string{"--config", noMetrics})
+	if err == nil || !strings.Contains(err.Error(), "no metrics block") {
+		t.Errorf("config without metrics: %v, want a 'no metrics block' error", err)
+	}
+}
+
+func writePubKey(t *testing.T, dir string) string {
+	t.Helper()
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	k, _ := ssh.NewPublicKey(pub)
+	p := filepath.Join(dir, "id.pub")
+	if err := os.WriteFile(p, ssh.MarshalAuthorizedKey(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestUserCommandsUseConfig: `user` commands write the users file the
+// gateway reads (the config's users_file), never a stray ./users.hcl, and
+// a role the config does not define is refused.
+func TestUserCommandsUseConfig(t *testing.T) {
+	dir := t.TempDir()
+	out := captureStdout(t)
+	cfg := writeConfig(t, dir, "")
+	key := writePubKey(t, dir)
+	cwd := t.TempDir()
+	t.Chdir(cwd)
+
+	// Neither --config nor --users: refused, and nothing written here.
+	err := runUser([]string{"add", "--role", "applicant", "--key", key})
+	if err == nil || !strings.Contains(err.Error(), "give --config FILE") {
+		t.Errorf("add without --config/--users: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(cwd, "users.hcl")); err == nil {
+		t.Error("a stray ./users.hcl was written")
+	}
+
+	// A typo in the role: refused with the roles that exist.
+	err = runUser([]string{"add", "--config", cfg, "--role", "hrr", "--key", key})
+	if err == nil || !strings.Contains(err.Error(), `role "hrr" is not defined`) || !strings.Contains(err.Error(), "applicant, hr") {
+		t.Errorf("add --role hrr: %v", err)
+	}
+
+	// --users that is not the config's users_file: refused.
+	err = runUser([]string{"add", "--config", cfg, "--users", filepath.Join(cwd, "users.hcl"), "--role", "applicant", "--key", key})
+	if err == nil || !strings.Contains(err.Error(), "is not the users_file of") {
+		t.Errorf("add --config with another --users: %v", err)
+	}
+
+	// The right way: the config's users_file (relative to the config).
+	if err := runUser([]string{"add", "--config", cfg, "--role", "hr", "--key", key, "--name", "hr1"}); err != nil {
+		t.Fatal(err)
+	}
+	set, err := authn.LoadUsers(filepath.Join(dir, "users.hcl"))
+	if err != nil || set.Len() != 1 || set.Users()[0].Role != "hr" || set.Users()[0].TOTPSecret == "" {
+		t.Fatalf("users file next to the config: %v %v", set, err)
+	}
+	if err := runUser([]string{"list", "--config", cfg}); err != nil || !strings.Contains(out.String(), "hr1") {
+		t.Errorf("list --config: %v\n%s", err, out)
+	}
+	if err := runUser([]string{"remove", "hr1", "--config", cfg}); err != nil {
+		t.Errorf("remove --config: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(cwd, "users.hcl")); err == nil {
+		t.Error("a stray ./users.hcl was written")
+	}
+
+	// Without a config, --users is the explicit choice and still works.
+	other := filepath.Join(cwd, "other.hcl")
+	if err := runUser([]string{"add", "--users", other, "--role", "applicant", "--key", key}); err != nil {
+		t.Errorf("add --users: %v", err)
+	}
+}
+
+// TestUserAddMFAFromConfigRole: a role with mfa = true gets TOTP by default,
+// like hr, and cannot be added without it.
+func TestUserAddMFAFromConfigRole(t *testing.T) {
+	dir := t.TempDir()
+	captureStdout(t)
+	cfg := writeConfig(t, dir, "role \"staff\" {\n  storage = \"files\"\n  home = \"staff/\"\n  permissions = [\"list\"]\n  mfa = true\n}\n")
+	key := writePubKey(t, dir)
+	if err := runUser([]string{"add", "--config", cfg, "--role", "staff", "--key", key, "--mfa=false"}); err == nil {
+		t.Error("staff (mfa = true) added without MFA")
+	}
+	if err := runUser([]string{"add", "--config", cfg, "--role", "staff", "--key", key, "--name", "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	set, _ := authn.LoadUsers(filepath.Join(dir, "users.hcl"))
+	if u := set.Users(); len(u) != 1 || u[0].TOTPSecret == "" {
+		t.Errorf("staff user without TOTP: %+v", u)
+	}
+}
