@@ -223,7 +223,7 @@ func (a *Authenticator) verifiedKey(c ssh.ConnMetadata, key ssh.PublicKey, _ *ss
 		f.class, f.detail = "mfa_not_enrolled", "role requires TOTP but the user has no totp_secret"
 		return nil, a.fail(at, f)
 	}
-	a.conns.update(at.id, a.now(), func(s *connState) { s.secondFactor = true })
+	a.conns.update(at.id, a.now(), func(s *connState) { s.secondFactor, s.keyStep = true, p })
 	a.log.Debug("public key accepted, TOTP required", "user", u.Name, "client", at.client, "key_fp", at.keyFP)
 	// Permissions must be nil with a partial success: nothing is granted
 	// until the second factor passed.

@@ -16,6 +16,9 @@ type connState struct {
 	keyFailIP      netip.Addr
 	keyFailUser    string // ...against this source and user ("" unknown)
 	secondFactor   bool   // the key step passed; keyboard-interactive is ours now
+	// keyStep is the principal the verified key produced, for the audit
+	// event of a connection that ends before its second step (Unfinished).
+	keyStep *Principal
 }
 
 // connTable maps an SSH session id to its state. Entries are removed on

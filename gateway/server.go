@@ -267,6 +267,8 @@ func (s *Server) handleConn(raw net.Conn) {
 		c, err := s.cfg.WrapConn(raw)
 		if err != nil {
 			s.log.Warn("connection dropped", "remote", raw.RemoteAddr().String(), "reason", err.Error())
+			s.cfg.Audit.Record(audit.Event{Time: time.Now().UTC(), Kind: "connect", Client: raw.RemoteAddr().String(),
+				Result: "error", ErrClass: "proxy_protocol", Detail: "connection ended before the SSH handshake: no valid PROXY header"})
 			return
 		}
 		conn = c
@@ -295,7 +297,7 @@ func (s *Server) handleConn(raw net.Conn) {
 
 	_ = conn.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	ic := &idleConn{Conn: conn, timeout: s.cfg.IdleTimeout}
-	sconn, chans, reqs, err := ssh.NewServerConn(ic, s.sshCfg)
+	sconn, chans, reqs, err := s.handshake(ic, remote)
 	if err != nil {
 		s.log.Debug("handshake failed", "remote", remote.String(), "error", err.Error())
 		return

@@ -27,6 +27,7 @@ type Metrics struct {
 	reg *prometheus.Registry
 
 	connRejected   *prometheus.CounterVec
+	connUnauth     *prometheus.CounterVec
 	sessionsActive *prometheus.GaugeVec
 	sessionsTotal  *prometheus.CounterVec
 	logins         *prometheus.CounterVec
@@ -60,6 +61,8 @@ func New(o Options) *Metrics {
 	f := factory{reg}
 	m.connRejected = f.counter("sftpgw_connections_rejected_total",
 		"Connections closed before the SSH handshake, by reason (banned, overload).", "reason")
+	m.connUnauth = f.counter("sftpgw_connections_unauthenticated_total",
+		"Connections that ended without logging in and without a refusal, by stage: handshake (before authentication), auth_incomplete (during it), proxy_protocol.", "stage")
 	m.sessionsActive = f.gauge("sftpgw_sessions_active", "Authenticated SSH sessions open now, by role.", "role")
 	m.sessionsTotal = f.counter("sftpgw_sessions_total", "Authenticated SSH sessions started, by role.", "role")
 	m.logins = f.counter("sftpgw_logins_total",
@@ -138,7 +141,11 @@ func (m *Metrics) ObserveHandles(open func() int64) {
 func (m *Metrics) Record(e audit.Event) {
 	switch e.Kind {
 	case "connect":
-		if e.Result != "ok" {
+		switch e.Result {
+		case "ok":
+		case "error": // ended on its own: timeout, client gone, protocol error
+			m.connUnauth.WithLabelValues(label(e.ErrClass)).Inc()
+		default:
 			m.connRejected.WithLabelValues(label(e.ErrClass)).Inc()
 		}
 	case "session_start":

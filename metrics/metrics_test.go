@@ -148,6 +148,25 @@ func TestOperationLabelsKnown(t *testing.T) {
 	}
 }
 
+// Connections that end on their own before logging in (timeout, client
+// gone, protocol error) are counted apart from refused ones.
+func TestUnauthenticatedConnections(t *testing.T) {
+	m := New(Options{NoRuntime: true})
+	m.Record(audit.Event{Kind: "connect", Result: "error", ErrClass: "handshake"})
+	m.Record(audit.Event{Kind: "connect", Result: "error", ErrClass: "auth_incomplete"})
+	m.Record(audit.Event{Kind: "connect", Result: "error", ErrClass: "auth_incomplete"})
+	m.Record(audit.Event{Kind: "connect", Result: "denied", ErrClass: "banned"})
+	if got := testutil.ToFloat64(m.connUnauth.WithLabelValues("auth_incomplete")); got != 2 {
+		t.Errorf("auth_incomplete = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(m.connUnauth.WithLabelValues("handshake")); got != 1 {
+		t.Errorf("handshake = %v, want 1", got)
+	}
+	if n := testutil.CollectAndCount(m.connRejected); n != 1 {
+		t.Errorf("%d rejected series, want only banned", n)
+	}
+}
+
 // TestBansFromAuthn drives the real authenticator into a ban over real SSH
 // handshakes, so a change of authn's wording breaks this test rather than
 // silently zeroing sftpgw_bans_total.
