@@ -162,8 +162,12 @@ func TestUnauthenticatedConnections(t *testing.T) {
 	if got := testutil.ToFloat64(m.connUnauth.WithLabelValues("handshake")); got != 1 {
 		t.Errorf("handshake = %v, want 1", got)
 	}
-	if n := testutil.CollectAndCount(m.connRejected); n != 1 {
-		t.Errorf("%d rejected series, want only banned", n)
+	// banned and overload exist from the start; nothing else was added.
+	if n := testutil.CollectAndCount(m.connRejected); n != 2 {
+		t.Errorf("%d rejected series, want 2 (banned, overload)", n)
+	}
+	if got := testutil.ToFloat64(m.connRejected.WithLabelValues("banned")); got != 1 {
+		t.Errorf("banned = %v, want 1", got)
 	}
 }
 
