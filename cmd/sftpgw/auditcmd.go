@@ -28,6 +28,9 @@ func runAudit(args []string) error {
 	if cfg.Audit == nil {
 		return fmt.Errorf("%s has no audit block", *cfgPath)
 	}
+	if err := reachStorage(context.Background(), cfg, cfg.Audit.Storage); err != nil {
+		return fmt.Errorf("audit verify: %w", err)
+	}
 	store, err := cfg.OpenStore(context.Background(), cfg.Audit.Storage)
 	if err != nil {
 		return err

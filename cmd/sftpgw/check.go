@@ -55,6 +55,14 @@ func runCheck(args []string, stdout io.Writer) error {
 func startupPosture(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	// Credentials and endpoint first: without them every posture check
+	// fails for the same reason, which this says plainly.
+	if err := reachStorage(ctx, cfg); err != nil {
+		if cfg.Strict {
+			return fmt.Errorf("refusing to start (strict = true): %w", err)
+		}
+		log.Error("storage unreachable; the gateway runs, but file operations will fail", "error", err.Error())
+	}
 	rs := posture.Run(ctx, posture.Targets(cfg), posture.Options{})
 	for _, r := range rs {
 		switch r.Status {

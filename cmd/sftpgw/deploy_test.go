@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +15,9 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sftpgw/sftpgw/audit/trail"
 	"github.com/sftpgw/sftpgw/authn"
+	"github.com/sftpgw/sftpgw/config"
 )
 
 // writeConfig writes a gateway configuration on local storage into dir,
@@ -170,5 +173,131 @@ func TestUserAddMFAFromConfigRole(t *testing.T) {
 	set, _ := authn.LoadUsers(filepath.Join(dir, "users.hcl"))
 	if u := set.Users(); len(u) != 1 || u[0].TOTPSecret == "" {
 		t.Errorf("staff user without TOTP: %+v", u)
+	}
+}
+
+// TestServeWithoutUsersFile: a missing users file stops serve with the
+// command that creates it, and nothing is created behind the operator.
+func TestServeWithoutUsersFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := config.Load(writeConfig(t, dir, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = serve(t.Context(), cfg, nil)
+	if err == nil {
+		t.Fatal("serve started without a users file")
+	}
+	for _, want := range []string{"does not exist", "sftpgw user add --config " + cfg.Path + " --role ROLE --key KEY.pub",
+		"install -m 600 /dev/null " + cfg.UsersFile} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "users.hcl")); err == nil {
+		t.Error("serve created a users file")
+	}
+}
+
+// noCredentials removes every source of AWS credentials the SDK would try
+// (environment, shared files, instance metadata) for one test.
+func noCredentials(t *testing.T) {
+	for _, v := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+		"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"} {
+		t.Setenv(v, "")
+		os.Unsetenv(v)
+	}
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+// s3Config is a configuration with s3 storage at endpoint, strict and
+// with an audit block.
+func s3Config(t *testing.T, dir, endpoint string) string {
+	t.Helper()
+	if _, err := trail.LoadOrCreateKey(filepath.Join(dir, "audit_key")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users.hcl"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "sftpgw.hcl")
+	src := fmt.Sprintf(`
+listen     = "127.0.0.1:0"
+host_keys  = ["ssh_host_ed25519_key"]
+users_file = "users.hcl"
+strict     = true
+storage "files" {
+  type       = "s3"
+  bucket     = "files"
+  region     = "us-east-1"
+  endpoint   = %[1]q
+  path_style = true
+}
+storage "logs" {
+  type       = "s3"
+  bucket     = "logs"
+  region     = "us-east-1"
+  endpoint   = %[1]q
+  path_style = true
+}
+role "applicant" {
+  storage     = "files"
+  home        = "user/{name}/"
+  permissions = ["list", "upload"]
+}
+audit {
+  storage     = "logs"
+  prefix      = "audit/"
+  spool_dir   = "spool"
+  signing_key = "audit_key"
+}
+`, endpoint)
+	if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestNoCredentialsSaysSo: without credentials, `audit verify` and a strict
+// `serve` say it is a credentials problem (and what to set) instead of the
+// store's "request failed"; an endpoint that is down is named as such.
+func TestNoCredentialsSaysSo(t *testing.T) {
+	noCredentials(t)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("request without credentials reached the endpoint: %s %s", r.Method, r.URL)
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	defer ts.Close()
+	dir := t.TempDir()
+	p := s3Config(t, dir, ts.URL)
+
+	err := runAudit([]string{"verify", "--config", p})
+	if err == nil || !strings.Contains(err.Error(), "credentials problem") || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
+		t.Errorf("audit verify without credentials: %v", err)
+	}
+
+	cfg, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = serve(t.Context(), cfg, nil)
+	if err == nil || !strings.Contains(err.Error(), "refusing to start (strict = true)") || !strings.Contains(err.Error(), "credentials problem") {
+		t.Errorf("strict serve without credentials: %v", err)
+	}
+
+	// Credentials, but nothing listens at the endpoint.
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	err = runAudit([]string{"verify", "--config", s3Config(t, t.TempDir(), closed)})
+	if err == nil || !strings.Contains(err.Error(), "endpoint problem") || strings.Contains(err.Error(), "secret") {
+		t.Errorf("audit verify with the endpoint down: %v", err)
 	}
 }

@@ -57,6 +57,9 @@ func newLogger(cfg *config.Config) hclog.Logger {
 // returns (a failed setup step, a listener error, ctx), the background work
 // it started ends and the audit trail is flushed.
 func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) (result error) {
+	if err := usersFileReady(cfg); err != nil {
+		return err
+	}
 	log := newLogger(cfg)
 	defer func() { // last, after the trail's flush
 		if result == nil {
