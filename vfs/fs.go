@@ -479,9 +479,11 @@ func (f *FS) Rename(ctx context.Context, from, to string, overwrite bool) (err e
 		if !overwrite || src.IsDir || dst.IsDir {
 			return ErrExist
 		}
-		if !f.sess.Perms.Has(OpOverwrite) {
-			ev.detail = "role " + f.sess.Role + " may not overwrite"
-			return ErrPermission
+		// Replacing the target is an overwrite, decided like any other.
+		ow := &opEvent{op: OpOverwrite}
+		if err := f.authorize(ow); err != nil {
+			ev.detail = ow.detail
+			return err
 		}
 		replaced, replacedFiles = dst.Size, 1
 	} else if !errors.Is(err, ErrNotExist) {
