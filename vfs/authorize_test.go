@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sftpgw/sftpgw/config"
 	"github.com/sftpgw/sftpgw/vfs"
@@ -30,6 +31,8 @@ type authzCase struct {
 }
 
 const authzHome = "home/u/"
+
+var authzTime = time.Date(2020, 2, 29, 12, 0, 0, 0, time.UTC)
 
 // authzSeed is the store every case starts from: a home, and a sibling
 // home the session must never reach.
@@ -159,7 +162,10 @@ func authzCases() []authzCase {
 			both(want(h+"other/nd/", ""), gone("home/other/nd/"))},
 		{"rmdir", op(vfs.OpRmdir), nil, func(c context.Context, fs *vfs.FS) error { return fs.Rmdir(c, "e") }, gone(h + "e/")},
 		{"rmdir missing", op(vfs.OpRmdir), nf, func(c context.Context, fs *vfs.FS) error { return fs.Rmdir(c, "nope") }, nil},
-		{"setstat", op(vfs.OpSetstat), nil, func(c context.Context, fs *vfs.FS) error { return fs.Setstat(c, "f.txt") }, nil},
+		{"setstat", op(vfs.OpSetstat), nil, func(c context.Context, fs *vfs.FS) error { return fs.Setstat(c, "f.txt", time.Time{}) }, nil},
+		{"setstat mtime", op(vfs.OpSetstat), nil, func(c context.Context, fs *vfs.FS) error {
+			return fs.Setstat(c, "f.txt", authzTime)
+		}, nil}, // where the time goes is the store's business (see the times tests)
 		{"truncate to its size", op(vfs.OpSetstat), nil, func(c context.Context, fs *vfs.FS) error {
 			return fs.Truncate(c, "f.txt", int64(len("file content")))
 		}, nil},
