@@ -214,12 +214,42 @@ func TestRetentionSweepMinIO(t *testing.T) {
 	writeObject(t, files, "user/bob/", nil)
 	writeObject(t, files, "user/bob/old.txt", []byte("old too"))
 	writeObject(t, logs, "audit/old.jsonl", []byte("trail"))
-	// S3 times have one-second resolution: make the next writes clearly younger.
-	time.Sleep(2100 * time.Millisecond)
-	writeObject(t, files, "user/anna/new.pdf", []byte("new"))
+	// The store stamps objects with its own clock, to the second in HEAD
+	// (which the sweeper re-checks with): the cutoff is taken from those
+	// stamps, the first second boundary after the old objects, and the
+	// sweeper's clock is set to cutoff + retention. Only the store's clock
+	// ticking to the next second is waited for, not a real retention period.
+	var lastOld time.Time
+	for _, k := range []string{"user/anna/old.pdf", "user/anna/", "user/bob/", "user/bob/old.txt"} {
+		fi, err := files.Stat(context.Background(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.ModTime.After(lastOld) {
+			lastOld = fi.ModTime
+		}
+	}
+	var cutoff time.Time
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		writeObject(t, files, "user/anna/new.pdf", []byte("new"))
+		fi, err := files.Stat(context.Background(), "user/anna/new.pdf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := fi.ModTime.Truncate(time.Second); s.After(lastOld) {
+			cutoff = s
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the store's clock did not pass %v", lastOld)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	writeObject(t, files, "user/carl/", nil)
 
-	sw, err := retention.New(retention.Options{Store: files, StoreName: "files", Retention: 2 * time.Second, Audit: g.Events})
+	const retain = 24 * time.Hour
+	sw, err := retention.New(retention.Options{Store: files, StoreName: "files", Retention: retain, Audit: g.Events,
+		Now: func() time.Time { return cutoff.Add(retain) }})
 	if err != nil {
 		t.Fatal(err)
 	}

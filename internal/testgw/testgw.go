@@ -58,6 +58,33 @@ type Options struct {
 	// Audit receives every event too (authentication and files), as the
 	// alert webhooks do in the real gateway.
 	Audit audit.Recorder
+	// Now is the authenticator's clock (bans, lockout windows, TOTP);
+	// default time.Now. See Clock.
+	Now func() time.Time
+}
+
+// Clock is a manual clock for Options.Now: time moves only by Advance.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock starts a manual clock at the real current time (TOTP codes a
+// test computes from time.Now stay valid until it is advanced).
+func NewClock() *Clock { return &Clock{t: time.Now()} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }
 
 // Gateway is a running test gateway.
@@ -208,7 +235,7 @@ func Start(t testing.TB, o Options) *Gateway {
 		})
 		rec = audit.Multi(rec, tr)
 	}
-	g.Auth = authn.New(authn.Options{Users: db, Roles: o.Roles, Lockout: o.Lockout, Log: log, Audit: rec})
+	g.Auth = authn.New(authn.Options{Users: db, Roles: o.Roles, Lockout: o.Lockout, Log: log, Audit: rec, Now: o.Now})
 	signer := o.HostKey
 	if signer == nil {
 		_, hk, _ := ed25519.GenerateKey(rand.Reader)
