@@ -454,9 +454,14 @@ func (p *stallProxy) pipe(dst, src net.Conn) {
 // stall shorter than the idle timeout is ridden out and the file arrives
 // intact; a longer one gets the connection closed by the gateway and the
 // upload aborted: no object, nothing pending.
+//
+// Real time is the point here (the idle timeout is a socket deadline).
+// Margins: the short stall is a quarter of the idle timeout (3 s to
+// spare); the cut must come no sooner than the idle timeout and within 30 s.
 func TestFaultNetworkStall(t *testing.T) {
 	needTool(t, "sftp")
-	g := testgw.Start(t, testgw.Options{Tweak: func(c *gateway.Config) { c.IdleTimeout = 3 * time.Second }})
+	const idle = 4 * time.Second
+	g := testgw.Start(t, testgw.Options{Tweak: func(c *gateway.Config) { c.IdleTimeout = idle }})
 	u := g.AddUser("partner", false)
 	c, bucket := s3Client(t, g, "files")
 	dir := t.TempDir()
@@ -467,10 +472,10 @@ func TestFaultNetworkStall(t *testing.T) {
 		cmd, out := sftpProc(t, g, u, px.Addr(), 160000, "put "+p+" short.bin\n")
 		waitFor(t, 60*time.Second, "upload under way", func() bool { return g.Server.Uploads().MaxSize() > 8<<20 })
 		px.Pause()
-		time.Sleep(2 * time.Second)
+		time.Sleep(idle / 4)
 		px.Resume()
 		if err := waitExit(t, cmd, 2*time.Minute); err != nil {
-			t.Fatalf("upload across a 2 s stall: %v\n%s", err, out)
+			t.Fatalf("upload across a %v stall: %v\n%s", idle/4, err, out)
 		}
 		cliCheck(t, c, bucket, cliHome(u)+"short.bin", sum)
 	})
@@ -481,10 +486,16 @@ func TestFaultNetworkStall(t *testing.T) {
 		waitFor(t, 60*time.Second, "upload under way", func() bool { return g.Server.Uploads().MaxSize() > 8<<20 })
 		px.Pause()
 		start := time.Now()
-		waitFor(t, 20*time.Second, "the idle timeout to close the connection", func() bool {
+		waitFor(t, 30*time.Second, "the idle timeout to close the connection", func() bool {
 			return g.Server.Uploads().Active() == 0
 		})
-		t.Logf("gateway dropped the stalled connection after %s", time.Since(start).Round(100*time.Millisecond))
+		// Bytes already in socket buffers may still arrive after the pause,
+		// so the cut can come later than idle, never sooner.
+		took := time.Since(start)
+		t.Logf("gateway dropped the stalled connection after %s", took.Round(100*time.Millisecond))
+		if took < idle-100*time.Millisecond {
+			t.Errorf("connection cut after %s, before the idle timeout %s", took, idle)
+		}
 		px.Resume()
 		if err := waitExit(t, cmd, time.Minute); err == nil {
 			t.Errorf("client reported success for a cut-off upload:\n%s", out)
@@ -503,23 +514,34 @@ func TestFaultNetworkStall(t *testing.T) {
 // never finishes the handshake (silent, or stuck after the banner) is
 // closed after HandshakeTimeout, an authenticated session with no traffic
 // after IdleTimeout, while a session that keeps working stays up.
+//
+// Real time is the point (socket deadlines). Margins: a close is awaited
+// for 10× the timeout; the busy session pauses 500 ms between requests
+// against a 3 s idle timeout (6×).
 func TestFaultTimeouts(t *testing.T) {
+	const handshake, idle = time.Second, 3 * time.Second
 	g := testgw.Start(t, testgw.Options{Tweak: func(c *gateway.Config) {
-		c.HandshakeTimeout = time.Second
-		c.IdleTimeout = 1500 * time.Millisecond
+		c.HandshakeTimeout = handshake
+		c.IdleTimeout = idle
 	}})
 	u := g.AddUser("partner", false)
 
 	closedWithin := func(t *testing.T, conn net.Conn, d time.Duration) time.Duration {
 		t.Helper()
 		start := time.Now()
-		_ = conn.SetReadDeadline(time.Now().Add(d))
+		_ = conn.SetReadDeadline(time.Now().Add(10 * d))
 		_, err := io.Copy(io.Discard, conn)
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			t.Fatalf("connection still open after %s", d)
+			t.Fatalf("connection still open after %s", 10*d)
 		}
-		return time.Since(start)
+		took := time.Since(start)
+		// The gateway's deadline started a moment before ours: half is
+		// a lower bound that catches an immediate close on any machine.
+		if took < d/2 {
+			t.Errorf("closed after %s, well before the timeout %s", took, d)
+		}
+		return took
 	}
 	t.Run("silent client", func(t *testing.T) {
 		conn, err := net.Dial("tcp", g.Addr)
@@ -527,7 +549,7 @@ func TestFaultTimeouts(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		t.Logf("closed after %s", closedWithin(t, conn, 5*time.Second).Round(10*time.Millisecond))
+		t.Logf("closed after %s", closedWithin(t, conn, handshake).Round(10*time.Millisecond))
 	})
 	t.Run("stuck after banner", func(t *testing.T) {
 		conn, err := net.Dial("tcp", g.Addr)
@@ -538,7 +560,7 @@ func TestFaultTimeouts(t *testing.T) {
 		if _, err := conn.Write([]byte("SSH-2.0-stuck\r\n")); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("closed after %s", closedWithin(t, conn, 5*time.Second).Round(10*time.Millisecond))
+		t.Logf("closed after %s", closedWithin(t, conn, handshake).Round(10*time.Millisecond))
 	})
 	t.Run("idle session", func(t *testing.T) {
 		sc, err := cliDial(t, g, u, "")
@@ -551,14 +573,18 @@ func TestFaultTimeouts(t *testing.T) {
 		go func() { done <- sc.Wait() }()
 		select {
 		case <-done:
-			t.Logf("idle session closed after %s", time.Since(start).Round(10*time.Millisecond))
-		case <-time.After(6 * time.Second):
-			t.Fatal("idle session still open after 6 s")
+			took := time.Since(start)
+			t.Logf("idle session closed after %s", took.Round(10*time.Millisecond))
+			if took < idle/2 { // the gateway's timer started before ours
+				t.Errorf("idle session closed after %s, well before the idle timeout %s", took, idle)
+			}
+		case <-time.After(10 * idle):
+			t.Fatalf("idle session still open after %s", 10*idle)
 		}
 	})
 	t.Run("busy session stays", func(t *testing.T) {
 		c, _ := cliSFTP(t, g, u)
-		for range 8 { // 4 s of activity, longer than the idle timeout
+		for start := time.Now(); time.Since(start) < idle+time.Second; { // activity for longer than the idle timeout
 			if _, err := c.Getwd(); err != nil {
 				t.Fatal(err)
 			}
