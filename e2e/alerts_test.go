@@ -157,6 +157,19 @@ func TestAlertWebhooks(t *testing.T) {
 
 // TestAlertReceiverHangingDoesNotSlowTransfers: a receiver that never
 // answers costs an upload nothing; the alerts are dropped, counted.
+// timedRecorder measures the time spent in another recorder's Record.
+type timedRecorder struct {
+	r        audit.Recorder
+	total, n atomic.Int64
+}
+
+func (t *timedRecorder) Record(ev audit.Event) {
+	start := time.Now()
+	t.r.Record(ev)
+	t.total.Add(int64(time.Since(start)))
+	t.n.Add(1)
+}
+
 func TestAlertReceiverHangingDoesNotSlowTransfers(t *testing.T) {
 	needTool(t, "sftp")
 	release := make(chan struct{})
@@ -195,13 +208,20 @@ func TestAlertReceiverHangingDoesNotSlowTransfers(t *testing.T) {
 		}
 		return took
 	}
-	plain := upload(testgw.Start(t, testgw.Options{}))
-	jammed := upload(testgw.Start(t, testgw.Options{Audit: sender}))
+	// The receiver hangs until the test ends, so an upload that finishes
+	// shows the gateway never waits for it. What a transfer can lose to
+	// alerts at all is the time inside Record, measured here instead of
+	// comparing wall-clock transfer times (which a busy machine skews).
+	tr := &timedRecorder{r: sender}
+	jammed := upload(testgw.Start(t, testgw.Options{Audit: tr}))
 	st := sender.Stats("stuck")
-	t.Logf("2 x 20 MiB upload: %s without alerts, %s with a hanging receiver (dropped %d alerts, %d queued)",
-		plain, jammed, st.Dropped, st.Queued)
-	if jammed > 2*plain+2*time.Second {
-		t.Errorf("upload with a hanging receiver took %s, without alerts %s", jammed, plain)
+	inRecord := time.Duration(tr.total.Load())
+	t.Logf("2 x 20 MiB upload with a hanging receiver: %s, of which %s in %d alert Record calls (dropped %d alerts, %d queued)",
+		jammed, inRecord, tr.n.Load(), st.Dropped, st.Queued)
+	// A Record is a non-blocking channel send (microseconds); a second
+	// over all of them leaves room for any scheduler.
+	if inRecord > time.Second {
+		t.Errorf("the gateway spent %s handing %d events to a jammed alert sender", inRecord, tr.n.Load())
 	}
 	// 50 + 2 uploads recorded: one in flight, four queued, the rest dropped.
 	if st.Dropped != 47 || st.Queued != 4 || hits.Load() != 1 {
