@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,8 +21,11 @@ import (
 // does on the wire: how many parts are in flight, which headers it sends,
 // whether it aborts. It needs no MinIO, so these tests always run.
 type fakeS3 struct {
-	partDelay time.Duration
-	failPart  int // part number answered with 403 AccessDenied, 0 = none
+	// gate, if set, holds every UploadPart until it is closed (or the
+	// client gives up): parts stay in flight for as long as a test needs,
+	// whatever the speed of the machine.
+	gate     chan struct{}
+	failPart int // part number answered with 403 AccessDenied, 0 = none
 
 	mu          sync.Mutex
 	inFlight    int
@@ -32,6 +36,33 @@ type fakeS3 struct {
 	aborts      int
 	puts        int
 	noSSE       []string // writes that arrived without SSE
+}
+
+// held reports the number of parts in flight.
+func (f *fakeS3) held() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inFlight
+}
+
+// waitUntil polls cond (every millisecond, for up to 10 s: only a broken
+// store takes that long) and fails the test if it never holds.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// gated returns a fake whose parts wait for the returned release (also
+// called when the test ends, before the server closes).
+func gated() (*fakeS3, func()) {
+	f := &fakeS3{gate: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(f.gate) }) }
+	return f, release
 }
 
 func (f *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -57,9 +88,11 @@ func (f *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.inFlight++
 		f.maxInFlight = max(f.maxInFlight, f.inFlight)
 		f.mu.Unlock()
-		select {
-		case <-time.After(f.partDelay):
-		case <-r.Context().Done(): // the client gave up
+		if f.gate != nil {
+			select {
+			case <-f.gate:
+			case <-r.Context().Done(): // the client gave up
+			}
 		}
 		f.mu.Lock()
 		f.inFlight--
@@ -108,26 +141,50 @@ func fakeStore(t *testing.T, f *fakeS3, concurrency int) *s3store.Store {
 }
 
 // Write must block once Concurrency parts are in flight: that is what
-// bounds memory per upload.
+// bounds memory per upload. Parts are held by the fake until the test
+// sees two in flight, so the limit is reached on any machine; then the
+// writer gets 200 ms to overrun it (a correct store never can; a broken
+// one shows within that time on an idle machine).
 func TestFakeBoundedParts(t *testing.T) {
-	f := &fakeS3{partDelay: 50 * time.Millisecond}
+	f, release := gated()
 	s := fakeStore(t, f, 2)
+	t.Cleanup(release) // runs before the server's Close
 	up, err := s.Create(t.Context(), "k", vfs.CreateOptions{SizeHint: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	chunk := make([]byte, 1<<20)
-	for range 8 * 5 {
-		if _, err := up.Write(chunk); err != nil {
-			t.Fatal(err)
+	var written atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 1<<20)
+		for range 8 * 5 {
+			if _, err := up.Write(chunk); err != nil {
+				done <- err
+				return
+			}
+			written.Add(int64(len(chunk)))
 		}
+		done <- nil
+	}()
+	waitUntil(t, "two parts in flight", func() bool { return f.held() == 2 })
+	select {
+	case err := <-done:
+		t.Fatalf("all 40 MiB written (%v) while two parts were held: writes are not bounded", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if n, w := f.held(), written.Load(); n != 2 || w > 3*5<<20 {
+		t.Fatalf("with 2 parts held: %d parts in flight, %d bytes accepted; want 2 parts and at most 3 parts' worth", n, w)
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 	if err := up.Commit(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.maxInFlight > 2 || f.maxInFlight < 2 {
+	if f.maxInFlight != 2 {
 		t.Errorf("max parts in flight %d; want 2", f.maxInFlight)
 	}
 	if f.parts != 8 || f.creates != 1 || f.completes != 1 || f.aborts != 0 || f.puts != 0 {
@@ -190,10 +247,14 @@ func TestFakeFailingPart(t *testing.T) {
 }
 
 // Abort from another goroutine unblocks a Write waiting for a part slot.
+// The part in flight is held by the fake and never released: only an
+// Abort that cancels it lets the Write return.
 func TestFakeAbortUnblocksWrite(t *testing.T) {
-	f := &fakeS3{partDelay: 2 * time.Second}
+	f, release := gated()
 	s := fakeStore(t, f, 1)
+	t.Cleanup(release)
 	up, _ := s.Create(t.Context(), "k", vfs.CreateOptions{SizeHint: -1})
+	var written atomic.Int64
 	done := make(chan error, 1)
 	go func() {
 		chunk := make([]byte, 1<<20)
@@ -202,10 +263,12 @@ func TestFakeAbortUnblocksWrite(t *testing.T) {
 				done <- err
 				return
 			}
+			written.Add(int64(len(chunk)))
 		}
 	}()
-	time.Sleep(200 * time.Millisecond) // part 1 in flight, Write blocked on part 2
-	start := time.Now()
+	// Part 1 in flight and part 2 filled: the writer is in (or entering)
+	// the Write that waits for the one slot.
+	waitUntil(t, "part 1 in flight and part 2 filled", func() bool { return f.held() == 1 && written.Load() >= 2*5<<20 })
 	if err := up.Abort(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -214,11 +277,8 @@ func TestFakeAbortUnblocksWrite(t *testing.T) {
 		if err == nil {
 			t.Fatal("write succeeded after abort")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("write still blocked after abort")
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("abort took %v; want it to cancel the part in flight", d)
+	case <-time.After(10 * time.Second): // the held part never ends by itself
+		t.Fatal("write still blocked after abort: the part in flight was not cancelled")
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
