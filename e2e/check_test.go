@@ -185,6 +185,10 @@ func TestCheckCommand(t *testing.T) {
 	files, logs := testenv.S3(t), testenv.S3(t)
 	bin := sftpgwBin(t)
 	dir := t.TempDir()
+	// serve stops first on a missing users file; this test is about buckets.
+	if err := authn.SaveUsers(filepath.Join(dir, "users.hcl"), authn.NewUserSet()); err != nil {
+		t.Fatal(err)
+	}
 	cfgFor := func(strict bool, filesBucket string) string {
 		p := filepath.Join(dir, fmt.Sprintf("cfg-%v-%s.hcl", strict, filesBucket))
 		src := fmt.Sprintf(`users_file = "users.hcl"
