@@ -495,3 +495,43 @@ func TestHostileExtensionNamesMetrics(t *testing.T) {
 		t.Errorf("invented extensions counted as other: %v, want %d", v, n)
 	}
 }
+
+// TestHostileManyChannels: x/crypto/ssh lets a client open any number of
+// session channels on one connection, each an SFTP server with its own
+// window, workers and requests in flight. At most 10 are open at once (as
+// OpenSSH's MaxSessions); the 11th is refused and audited, and a slot frees
+// when a channel closes.
+func TestHostileManyChannels(t *testing.T) {
+	g := testgw.Start(t, testgw.Options{})
+	u := g.AddUser("partner", false)
+	sc, err := cliDial(t, g, u, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	var hs []*hostile
+	for range 10 {
+		hs = append(hs, newHostile(t, sc, true))
+	}
+	if s, err := sc.NewSession(); err == nil {
+		s.Close()
+		t.Fatal("an 11th session channel was opened on one connection")
+	}
+	waitFor(t, 10*time.Second, "the refusal audited", func() bool {
+		return len(g.Events.Find(audit.Event{User: u.Name, Op: "ssh_request", Result: "denied", ErrClass: "limit"})) == 1
+	})
+	for _, h := range hs[1:] { // the others still work
+		if typ, _, err := h.req(hRealpath, hStr(".")); err != nil || typ != hName {
+			t.Fatalf("open channel after the refusal: type %d, %v", typ, err)
+		}
+	}
+	hs[0].sess.Close()
+	waitFor(t, 10*time.Second, "a channel slot to free up", func() bool {
+		s, err := sc.NewSession()
+		if err != nil {
+			return false
+		}
+		s.Close()
+		return true
+	})
+}

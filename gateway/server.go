@@ -353,10 +353,18 @@ func (s *Server) handleConn(raw net.Conn) {
 	defer cancel()
 	go s.globalRequests(reqs, sess)
 	var chWG sync.WaitGroup
+	var open atomic.Int32 // session channels being served
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
 			s.deny(sess, "channel:"+nc.ChannelType())
 			_ = nc.Reject(ssh.Prohibited, "only the sftp subsystem is available")
+			continue
+		}
+		if open.Load() >= maxChannelsPerConn {
+			s.cfg.Audit.Record(audit.Event{Time: time.Now().UTC(), Kind: "file", Session: sess.ID, User: sess.User,
+				Role: sess.Role, Client: sess.Client, Op: "ssh_request", Path: "channel:session", Result: "denied",
+				ErrClass: "limit", Detail: fmt.Sprintf("more than %d session channels open on one connection", maxChannelsPerConn)})
+			_ = nc.Reject(ssh.ResourceShortage, "too many open sessions on this connection")
 			continue
 		}
 		// Counted under the lock that Shutdown takes before it waits, so no
@@ -375,9 +383,11 @@ func (s *Server) handleConn(raw net.Conn) {
 			continue
 		}
 		chWG.Add(1)
+		open.Add(1)
 		go func() {
 			defer chWG.Done()
 			defer s.sessions.Done()
+			defer open.Add(-1)
 			s.serveChannel(ctx, ch, creqs, fs, sess, act, log)
 		}()
 	}
@@ -386,6 +396,12 @@ func (s *Server) handleConn(raw net.Conn) {
 	s.cfg.Audit.Record(audit.Event{Time: time.Now().UTC(), Kind: "session_end", Session: sess.ID, User: p.User,
 		Role: p.Role, Client: sess.Client, DurationMS: float64(time.Since(start).Milliseconds()), Result: "ok"})
 }
+
+// maxChannelsPerConn caps the session channels open at once on one
+// connection (OpenSSH's MaxSessions default): each SFTP channel holds its
+// own window, workers and requests in flight, and x/crypto/ssh accepts any
+// number.
+const maxChannelsPerConn = 10
 
 // globalRequests refuses port forwarding and every other global request.
 func (s *Server) globalRequests(reqs <-chan *ssh.Request, sess vfs.Session) {
