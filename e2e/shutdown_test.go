@@ -56,7 +56,10 @@ func TestShutdownClosesIdleFirst(t *testing.T) {
 	})
 
 	start := time.Now()
-	const grace = 30 * time.Second
+	// A grace far longer than anything the test waits for: "at once" and
+	// "right after the upload" are then told apart from "at the end of the
+	// grace" with minutes to spare, on any machine.
+	const grace = 10 * time.Minute
 	shut := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), grace)
@@ -66,7 +69,7 @@ func TestShutdownClosesIdleFirst(t *testing.T) {
 
 	// sftp in batch mode notices only at its next command, so the proof
 	// is the server's: the idle session ended, the busy one did not.
-	waitFor(t, 3*time.Second, "the idle session to be closed", func() bool {
+	waitFor(t, 30*time.Second, "the idle session to be closed", func() bool {
 		return len(g.Events.Find(audit.Event{Kind: "session_end", User: u.Name})) == 1
 	})
 	t.Logf("idle session closed %s after Shutdown began", time.Since(start).Round(time.Millisecond))
@@ -87,11 +90,9 @@ func TestShutdownClosesIdleFirst(t *testing.T) {
 		if err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
-		if d := time.Since(start); d > 10*time.Second {
-			t.Errorf("Shutdown took %s although the last transfer ended", d)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("Shutdown did not return after the last transfer ended")
+		t.Logf("Shutdown returned %s after it began", time.Since(start).Round(time.Millisecond))
+	case <-time.After(time.Minute):
+		t.Fatalf("Shutdown did not return within a minute of the last transfer's end (grace %s)", grace)
 	}
 	key := "partner/" + u.Name + "/draining.bin"
 	if got, want := objectSHA(t, c, bucket, key), hex.EncodeToString(h.Sum(nil)); got != want {
@@ -121,15 +122,18 @@ func TestShutdownAbortsAfterGrace(t *testing.T) {
 	waitFor(t, 10*time.Second, "a multipart upload in the bucket", func() bool {
 		return len(testenv.PendingUploads(t, c, bucket, "")) > 0
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
+	// Real time is the point: the grace period. Shutdown may not give up
+	// before it; the abort after it (S3 calls) gets 30 s on a busy machine.
+	const grace = time.Second
 	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
 	err = g.Server.Shutdown(ctx)
 	if err == nil || !strings.Contains(err.Error(), "grace period over") {
 		t.Errorf("Shutdown with a transfer still open: %v", err)
 	}
-	if d := time.Since(start); d < 900*time.Millisecond || d > 10*time.Second {
-		t.Errorf("Shutdown returned after %s, want about the 1s grace", d)
+	if d := time.Since(start); d < grace || d > grace+30*time.Second {
+		t.Errorf("Shutdown returned after %s, want the %s grace and then the abort", d, grace)
 	}
 	if err := f.Close(); err == nil {
 		t.Error("the client saw its cut-off upload succeed")
