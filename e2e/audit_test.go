@@ -144,12 +144,19 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 		{"rename doc.pdf cv.pdf", false},
 		{"rm cv.pdf", false},
 	}
-	for _, s := range steps {
+	logs := g.Stores["logs"]
+	for i, s := range steps {
 		out, err := g.SFTP(a, s.batch)
 		if (err != nil) != s.fail {
 			t.Fatalf("%q: err=%v\n%s", s.batch, err, out)
 		}
-		time.Sleep(300 * time.Millisecond) // one batch per step at least
+		// Wait for this step's file event to be shipped: its batch is then
+		// sealed, so the next step's events go into a later one (at least
+		// one batch per step, whatever the speed of the machine).
+		waitFor(t, 15*time.Second, "step "+fmt.Sprint(i+1)+"'s events in the audit bucket", func() bool {
+			evs, _ := trailEvents(t, logs)
+			return len(fileOps(evs, a.Name, "upload", "download", "rename", "delete")) > i
+		})
 	}
 	// A failed login: right user name, a key that is not theirs.
 	_, other, _ := ed25519.GenerateKey(rand.Reader)
@@ -161,7 +168,6 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 		t.Fatalf("login with a wrong key succeeded: %s", out)
 	}
 
-	logs := g.Stores["logs"]
 	want := []string{"upload /doc.pdf ok", "download /doc.pdf denied", "rename /doc.pdf -> /cv.pdf ok", "delete /cv.pdf ok"}
 	var evs []audit.Event
 	var keys []string
@@ -282,7 +288,12 @@ func TestAuditSurvivesStoreOutage(t *testing.T) {
 			t.Fatalf("uploads must not depend on the audit bucket: %v\n%s", err, out)
 		}
 	}
-	time.Sleep(time.Second) // several flush intervals while the bucket is down
+	// The uploads' events were sealed while the bucket was down: the
+	// shipper has failed on them (they wait in the spool) before it comes back.
+	waitFor(t, 15*time.Second, "the trail to find the bucket down", func() bool {
+		st := g.Trail.Stats()
+		return st.StoreDown && st.SpoolBytes > 0
+	})
 	m.Start()
 	if out, err := g.SFTP(a, "put "+p+" after"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
