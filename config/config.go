@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
 
+	"github.com/sftpgw/sftpgw/audit/trail"
 	"github.com/sftpgw/sftpgw/authn"
 	"github.com/sftpgw/sftpgw/proxyproto"
 	"github.com/sftpgw/sftpgw/vfs"
@@ -94,7 +95,13 @@ type AuditBlock struct {
 	FlushInterval string    `hcl:"flush_interval,optional"`
 	BatchEvents   int       `hcl:"batch_events,optional"`
 	Instance      string    `hcl:"instance,optional"`
-	DefRange      hcl.Range `hcl:",def_range"`
+	// PubKeySHA256 pins the signing key: serve refuses another key and
+	// audit verify refuses a public key file with another fingerprint.
+	PubKeySHA256 string `hcl:"pubkey_sha256,optional"`
+	// ObjectLockRetention writes every batch with S3 Object Lock in
+	// compliance mode, retained this long (e.g. "400d").
+	ObjectLockRetention string    `hcl:"object_lock_retention,optional"`
+	DefRange            hcl.Range `hcl:",def_range"`
 }
 
 // LockoutBlock tunes brute-force protection.
@@ -143,6 +150,8 @@ type Audit struct {
 	FlushInterval time.Duration
 	BatchEvents   int
 	Instance      string
+	PubKeySHA256  string        // canonical (trail.ParseFingerprint); empty: not pinned
+	LockRetention time.Duration // 0: batches are written without Object Lock
 }
 
 // Load reads and validates the file at path. Relative paths inside it are
@@ -312,10 +321,27 @@ func validate(path string, raw *File) (*Config, error) {
 		if au.SpoolMax, err = ParseSize(or(a.SpoolMax, "1GiB")); err != nil {
 			return nil, at(a.DefRange, "audit: spool_max: %v", err)
 		}
-		// The trail is append-only through the gateway: no role may change it.
+		if a.PubKeySHA256 != "" {
+			if au.PubKeySHA256, err = trail.ParseFingerprint(a.PubKeySHA256); err != nil {
+				return nil, at(a.DefRange, "audit: pubkey_sha256: %v", err)
+			}
+		}
+		if au.LockRetention, err = duration(a.ObjectLockRetention, 0); err != nil {
+			return nil, at(a.DefRange, "audit: object_lock_retention: %v", err)
+		}
+		if au.LockRetention > 0 && c.Storage[a.Storage].Type != "s3" {
+			return nil, at(a.DefRange, "audit: object_lock_retention needs an s3 storage block (S3 Object Lock)")
+		}
+		// The trail is append-only through the gateway: no role may change
+		// the bucket that holds it, under whatever storage block name.
+		loc := c.Storage[a.Storage].Location()
 		for name, r := range c.Roles {
-			if r.Storage == a.Storage && r.Perms&writePerms != 0 {
-				return nil, at(a.DefRange, "audit: role %q can modify storage %q, which holds the audit trail; give it only list, stat and download", name, a.Storage)
+			if c.Storage[r.Storage].Location() == loc && r.Perms&writePerms != 0 {
+				what := fmt.Sprintf("storage %q", a.Storage)
+				if r.Storage != a.Storage {
+					what = fmt.Sprintf("storage %q (the same bucket as audit storage %q)", r.Storage, a.Storage)
+				}
+				return nil, at(a.DefRange, "audit: role %q can modify %s, which holds the audit trail; give it only list, stat and download", name, what)
 			}
 		}
 		c.Audit = au
@@ -341,6 +367,20 @@ func validate(path string, raw *File) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// Location names what a storage block points at: two blocks with the same
+// location are one bucket (or directory), whatever their names and other
+// settings. An empty endpoint is AWS.
+func (s StorageBlock) Location() string {
+	if s.Type == "local" {
+		return "local|" + filepath.Clean(s.Root)
+	}
+	ep := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(s.Endpoint), "/"))
+	if ep == "" {
+		ep = "aws"
+	}
+	return "s3|" + ep + "|" + s.Bucket
 }
 
 // writePerms are the operations that change a storage block.

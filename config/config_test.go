@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sftpgw/sftpgw/vfs"
 )
@@ -73,6 +74,69 @@ role "r" {
   permissions = ["list", "delete"]
 }
 audit { storage = "s" }`: `can modify storage "s", which holds the audit trail`,
+		// Two storage blocks, one bucket: the role writes the audit bucket
+		// under another name (and another region: still the same bucket).
+		`users_file = "u"
+storage "files" {
+  type = "s3"
+  bucket = "shared"
+  endpoint = "https://s3.example.com"
+}
+storage "logs" {
+  type = "s3"
+  bucket = "shared"
+  endpoint = "https://S3.example.com/"
+  region = "eu-west-1"
+}
+role "r" {
+  storage = "files"
+  home = ""
+  permissions = ["upload"]
+}
+audit { storage = "logs" }`: `role "r" can modify storage "files" (the same bucket as audit storage "logs")`,
+		`users_file = "u"
+storage "files" {
+  type = "local"
+  root = "d"
+}
+storage "logs" {
+  type = "local"
+  root = "./d/"
+}
+role "r" {
+  storage = "files"
+  home = ""
+  permissions = ["delete"]
+}
+audit { storage = "logs" }`: `(the same bucket as audit storage "logs")`,
+		`users_file = "u"
+storage "s" {
+  type = "local"
+  root = "d"
+}
+role "r" {
+  storage = "s"
+  home = ""
+  permissions = ["list"]
+}
+audit {
+  storage = "s"
+  pubkey_sha256 = "abc"
+}`: `pubkey_sha256: "abc" is not a key fingerprint`,
+		`users_file = "u"
+storage "s" {
+  type = "local"
+  root = "d"
+}
+role "r" {
+  storage = "s"
+  home = ""
+  permissions = ["list"]
+}
+audit {
+  storage = "s"
+  object_lock_retention = "30d"
+}`: `object_lock_retention needs an s3 storage block`,
 		`users_file = "u"
 storage "s" {
   type = "s3"
@@ -138,4 +202,41 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = Parse("fuzz.hcl", b) // must never panic
 	})
+}
+
+// TestAuditBucketByLocation: the audit bucket is told apart from file
+// buckets by endpoint and bucket name, not by storage block name; the key
+// pin and the lock retention are read.
+func TestAuditBucketByLocation(t *testing.T) {
+	src := `users_file = "u"
+storage "files" {
+  type = "s3"
+  bucket = "shared"
+  endpoint = "https://s3.example.com"
+}
+storage "logs" {
+  type = "s3"
+  bucket = "shared"
+  endpoint = "https://other.example.com"
+}
+role "r" {
+  storage = "files"
+  home = ""
+  permissions = ["upload"]
+}
+audit {
+  storage = "logs"
+  pubkey_sha256 = "SHA256:ABCDEF0123456789abcdef0123456789ABCDEF0123456789abcdef0123456789"
+  object_lock_retention = "400d"
+}`
+	c, err := Parse("cfg.hcl", []byte(src))
+	if err != nil {
+		t.Fatalf("same bucket name on another endpoint refused: %v", err)
+	}
+	if c.Audit.PubKeySHA256 != "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789" {
+		t.Errorf("pin %q", c.Audit.PubKeySHA256)
+	}
+	if c.Audit.LockRetention != 400*24*time.Hour {
+		t.Errorf("lock retention %s", c.Audit.LockRetention)
+	}
 }

@@ -87,6 +87,7 @@ func TestPostureCheckAndFix(t *testing.T) {
 		m["logs/lifecycle aborts uploads"] = unsup
 		m["scratch/posture"] = skip
 		m["logs/audit bucket separate"] = pass
+		m["logs/audit object lock"] = skip // neither strict nor object_lock_retention
 		return m
 	}
 

@@ -228,6 +228,42 @@ var checks = []check{
 		},
 	},
 	{
+		// Without it whoever can write the audit bucket can delete its
+		// newest batches; verification sees only a trail that ends early.
+		name:    "audit object lock",
+		applies: func(b *bucket) bool { return b.t.Audit },
+		run: func(ctx context.Context, b *bucket) (Status, string) {
+			out, err := b.c.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: &b.name})
+			enabled := err == nil && out.ObjectLockConfiguration != nil &&
+				out.ObjectLockConfiguration.ObjectLockEnabled == types.ObjectLockEnabledEnabled
+			switch {
+			case notImplemented(err):
+				return Unsupported, "GetObjectLockConfiguration not implemented"
+			case err != nil && errCode(err) != "ObjectLockConfigurationNotFoundError":
+				return Fail, "cannot read the Object Lock configuration: " + errText(err)
+			case !enabled && !b.t.RequireLock:
+				return Skipped, "Object Lock is off: whoever can write this bucket can delete its newest batches unseen; strict = true requires it"
+			case !enabled:
+				return Fail, "Object Lock is not enabled on the audit bucket"
+			}
+			d := "enabled"
+			if r := out.ObjectLockConfiguration.Rule; r != nil && r.DefaultRetention != nil {
+				d += fmt.Sprintf(", default retention %s %d day(s) %d year(s)", r.DefaultRetention.Mode,
+					aws.ToInt32(r.DefaultRetention.Days), aws.ToInt32(r.DefaultRetention.Years))
+			}
+			if b.t.LockRetention > 0 {
+				d += fmt.Sprintf("; batches are written in compliance mode for %s", b.t.LockRetention)
+			} else if b.t.RequireLock {
+				return Fail, d + "; but object_lock_retention is not set in the audit block: batches would not be locked in compliance mode"
+			}
+			return Pass, d
+		},
+		howto: func(b *bucket) string {
+			return "Object Lock is set when a bucket is created: create the audit bucket with it (aws s3api create-bucket --bucket NAME --object-lock-enabled-for-bucket; mc mb --with-lock) " +
+				"and set object_lock_retention in the audit block"
+		},
+	},
+	{
 		name:    "MFA delete",
 		applies: func(b *bucket) bool { return b.t.Files },
 		run: func(ctx context.Context, b *bucket) (Status, string) {

@@ -61,6 +61,10 @@ type Target struct {
 	Retention time.Duration // 0: none
 	Files     bool          // a role keeps files here (MFA delete applies)
 	Audit     bool          // holds the audit trail
+	// LockRetention is the audit block's object_lock_retention; with it,
+	// or with strict, the audit bucket must have S3 Object Lock.
+	LockRetention time.Duration
+	RequireLock   bool
 }
 
 // Options tune Run.
@@ -79,6 +83,10 @@ func Targets(cfg *config.Config) []Target {
 		t := Target{Storage: name, Type: s.Type, Root: s.Root, Retention: s.RetentionPeriod(),
 			Audit: cfg.Audit != nil && cfg.Audit.Storage == name}
 		t.Files = used[name] && !t.Audit
+		if t.Audit {
+			t.LockRetention = cfg.Audit.LockRetention
+			t.RequireLock = cfg.Strict || t.LockRetention > 0
+		}
 		if s.Type == "s3" {
 			t.S3 = S3Config(s)
 		}

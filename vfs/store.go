@@ -71,6 +71,10 @@ type CreateOptions struct {
 	SizeHint int64
 	// MTime, if not zero, is stored as the object's MTime.
 	MTime time.Time
+	// RetainUntil, if set, writes the object under S3 Object Lock in
+	// compliance mode until then: nobody can delete or overwrite that
+	// version before. A store that cannot lock objects refuses the upload.
+	RetainUntil time.Time
 }
 
 // Upload is a sequential writer whose data becomes an object only on Commit.

@@ -66,10 +66,7 @@ func signedMessage(instance string, seq uint64, sum []byte) []byte {
 }
 
 // keyID names a public key in reports: the first 8 bytes of its SHA-256, hex.
-func keyID(pub ed25519.PublicKey) string {
-	s := sha256.Sum256(pub)
-	return hex.EncodeToString(s[:8])
-}
+func keyID(pub ed25519.PublicKey) string { return Fingerprint(pub)[:16] }
 
 // encodeBatch builds the complete object: header, event lines (each without
 // its newline), signed digest.

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -175,4 +178,36 @@ func LoadPublicKey(path string) (ed25519.PublicKey, error) {
 		return ed25519.PublicKey(data), nil
 	}
 	return nil, fmt.Errorf("%s: neither PEM, ssh-ed25519 nor a raw 32-byte public key", path)
+}
+
+// Fingerprint names a verification key for pinning: the lowercase hex
+// SHA-256 of the raw 32-byte ed25519 public key. A batch's key_id is its
+// first 16 characters.
+func Fingerprint(pub ed25519.PublicKey) string {
+	s := sha256.Sum256(pub)
+	return hex.EncodeToString(s[:])
+}
+
+// ParseFingerprint accepts a fingerprint as Fingerprint writes it, with an
+// optional "sha256:" prefix, in either case; it returns the canonical form.
+func ParseFingerprint(s string) (string, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	t = strings.TrimPrefix(t, "sha256:")
+	if b, err := hex.DecodeString(t); err != nil || len(b) != sha256.Size {
+		return "", fmt.Errorf("%q is not a key fingerprint (64 hex digits, the SHA-256 of the public key)", s)
+	}
+	return t, nil
+}
+
+// CheckPin refuses pub unless its fingerprint is pin (canonical form, see
+// ParseFingerprint). An empty pin accepts any key.
+func CheckPin(pub ed25519.PublicKey, pin, source string) error {
+	if pin == "" {
+		return nil
+	}
+	if got := Fingerprint(pub); got != pin {
+		return fmt.Errorf("the audit key from %s has fingerprint sha256:%s, but sha256:%s is pinned: "+
+			"the key was replaced, or the pin is wrong; a trail signed by that key is not trusted", source, got, pin)
+	}
+	return nil
 }

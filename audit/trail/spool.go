@@ -298,7 +298,24 @@ func (s *spool) seal(gen uint64, prev chainState, o Options, lose func(int, erro
 		s.bytes.Add(-int64(len(data)))
 		return prev, false, nil
 	}
+	st, err := s.commit(gen, prev, lines, first, last, o)
+	if err != nil {
+		return prev, false, err
+	}
+	os.Remove(segPath)
+	s.bytes.Add(-int64(len(data)))
+	return st, true, nil
+}
 
+// heartbeat seals a batch without events after prev, as gen (which must
+// have no segment), so that the trail shows the gateway alive.
+func (s *spool) heartbeat(gen uint64, prev chainState, o Options) (chainState, error) {
+	return s.commit(gen, prev, nil, time.Time{}, time.Time{}, o)
+}
+
+// commit writes the batch after prev holding lines and the new chain
+// state; the seal counts only once both are on disk.
+func (s *spool) commit(gen uint64, prev chainState, lines [][]byte, first, last time.Time, o Options) (chainState, error) {
 	sealed := o.Now().UTC().Truncate(time.Millisecond)
 	if pt, err := time.Parse(audit.TimeLayout, prev.Time); err == nil && sealed.Before(pt) {
 		sealed = pt // keys must not go backwards even if the clock does
@@ -307,19 +324,19 @@ func (s *spool) seal(gen uint64, prev chainState, o Options, lose func(int, erro
 	if prev.Seq == 0 {
 		prevHash = zeroHash
 	}
-	h := header{
-		Instance: o.Instance, Seq: prev.Seq + 1, Prev: prevHash, Time: audit.FormatTime(sealed),
-		First: audit.FormatTime(first), Last: audit.FormatTime(last),
+	h := header{Instance: o.Instance, Seq: prev.Seq + 1, Prev: prevHash, Time: audit.FormatTime(sealed)}
+	if len(lines) > 0 {
+		h.First, h.Last = audit.FormatTime(first), audit.FormatTime(last)
 	}
 	obj := encodeBatch(h, lines, o.Key)
 	bname := batchName(h.Seq, gen)
 	if err := s.writeFile(bname, obj); err != nil {
-		return prev, false, err
+		return prev, err
 	}
 	sum := sha256.Sum256(obj)
 	st := chainState{Instance: o.Instance, Seq: h.Seq, Hash: hex.EncodeToString(sum[:]), Time: h.Time, Gen: gen}
 	sb, _ := json.Marshal(st)
-	err = s.writeFile(stateFile, sb)
+	err := s.writeFile(stateFile, sb)
 	if err == nil {
 		err = s.syncDir()
 	}
@@ -327,12 +344,10 @@ func (s *spool) seal(gen uint64, prev chainState, o Options, lose func(int, erro
 		// Not committed: the next attempt re-seals the same segment into
 		// the same seq and file name.
 		os.Remove(s.path(bname))
-		return prev, false, err
+		return prev, err
 	}
 	s.bytes.Add(int64(len(obj)))
-	os.Remove(segPath)
-	s.bytes.Add(-int64(len(data)))
-	return st, true, nil
+	return st, nil
 }
 
 // batchFiles lists sealed batches in seq order.

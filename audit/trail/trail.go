@@ -85,11 +85,16 @@ type Options struct {
 	SpoolMaxBytes  int64         // spool bound (default 256 MiB)
 	BatchMaxEvents int           // events per batch (default 1000)
 	BatchMaxBytes  int           // event bytes per batch (default 1 MiB)
-	FlushInterval  time.Duration // longest an event waits before its batch is sealed (default 30s)
+	FlushInterval  time.Duration // longest an event waits before its batch is sealed, and the heartbeat (default 30s)
 	QueueMaxEvents int           // in-memory queue bound (default 10000)
-	Key            ed25519.PrivateKey
-	Log            hclog.Logger
-	Now            func() time.Time
+	// LockRetention, if set, uploads every batch with S3 Object Lock in
+	// compliance mode, retained until its upload time plus this.
+	LockRetention time.Duration
+	Key           ed25519.PrivateKey
+	Log           hclog.Logger
+	Now           func() time.Time
+	// Tick, if set, replaces the FlushInterval ticker (tests).
+	Tick <-chan time.Time
 }
 
 const (
@@ -390,9 +395,10 @@ func (t *Trail) rotate() {
 	t.segCount, t.segBytes = 0, 0
 }
 
-// sealWaiting seals full segments in order while the chain state is known.
-// A failure leaves them for the next attempt. mu held.
-func (t *Trail) sealWaiting() {
+// sealWaiting seals full segments in order while the chain state is known
+// and reports whether it sealed any. A failure leaves them for the next
+// attempt. mu held.
+func (t *Trail) sealWaiting() bool {
 	sealed := false
 	for t.known && len(t.waiting) > 0 {
 		st, ok, err := t.sp.seal(t.waiting[0], t.chain, t.o, t.lose)
@@ -411,15 +417,16 @@ func (t *Trail) sealWaiting() {
 		t.waiting = t.waiting[1:]
 	}
 	if sealed {
-		select {
-		case t.shipc <- struct{}{}:
-		default:
-		}
+		t.kickShipper()
 	}
+	return sealed
 }
 
 // drain moves the queue to the spool; on interval it also seals the current
-// segment so that no event waits longer than FlushInterval.
+// segment so that no event waits longer than FlushInterval, or, when there
+// is nothing to seal, a heartbeat: a batch without events. So a batch is
+// sealed at every interval, and a trail whose newest batch is older than
+// that (beyond the upload time) was cut short, or its gateway stopped.
 func (t *Trail) drain(interval bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -435,7 +442,27 @@ func (t *Trail) drain(interval bool) {
 	if interval && t.known && t.segCount > 0 {
 		t.rotate()
 	}
-	t.sealWaiting()
+	if t.sealWaiting() || !interval || !t.known || t.seg != nil || len(t.waiting) > 0 {
+		return
+	}
+	st, err := t.sp.heartbeat(t.gen, t.chain, t.o)
+	if err != nil {
+		if now := time.Now(); now.Sub(t.lastSealErr) >= lossLogInterval {
+			t.lastSealErr = now
+			t.o.Log.Error("audit spool: sealing heartbeat batch failed; will retry", "error", err)
+		}
+		return
+	}
+	t.chain = st
+	t.gen++ // the heartbeat used this segment number
+	t.kickShipper()
+}
+
+func (t *Trail) kickShipper() {
+	select {
+	case t.shipc <- struct{}{}:
+	default:
+	}
 }
 
 // Run drains, seals and ships until ctx is done or Close is called. It
@@ -463,8 +490,12 @@ func (t *Trail) Run(ctx context.Context) error {
 		t.shipLoop(ctx)
 	}()
 
-	tick := time.NewTicker(t.o.FlushInterval)
-	defer tick.Stop()
+	tickc := t.o.Tick
+	if tickc == nil {
+		tick := time.NewTicker(t.o.FlushInterval)
+		defer tick.Stop()
+		tickc = tick.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -473,7 +504,7 @@ func (t *Trail) Run(ctx context.Context) error {
 			return nil
 		case <-t.notify:
 			t.drain(false)
-		case <-tick.C:
+		case <-tickc:
 			t.reportLoss()
 			t.drain(true)
 		}
@@ -573,7 +604,13 @@ func (t *Trail) ship(ctx context.Context, name string) error {
 	key := objectKey(t.o.Prefix, b.h.Instance, sealed, b.h.Seq)
 	uctx, cancel := context.WithTimeout(ctx, uploadTimeout)
 	defer cancel()
-	err = upload(uctx, t.o.Store, key, data)
+	var retain time.Time
+	if t.o.LockRetention > 0 {
+		// From the upload, not the sealing: a batch that waited in the
+		// spool still gets the whole period.
+		retain = t.o.Now().Add(t.o.LockRetention).UTC()
+	}
+	err = upload(uctx, t.o.Store, key, data, retain)
 	if errors.Is(err, vfs.ErrExist) {
 		// A previous run may have uploaded it and stopped before removing
 		// the spool file. Identical content is success; anything else is
@@ -596,8 +633,8 @@ func (t *Trail) ship(ctx context.Context, name string) error {
 	return t.sp.remove(name)
 }
 
-func upload(ctx context.Context, s vfs.Store, key string, data []byte) error {
-	u, err := s.Create(ctx, key, vfs.CreateOptions{Exclusive: true, SizeHint: int64(len(data))})
+func upload(ctx context.Context, s vfs.Store, key string, data []byte, retain time.Time) error {
+	u, err := s.Create(ctx, key, vfs.CreateOptions{Exclusive: true, SizeHint: int64(len(data)), RetainUntil: retain})
 	if err != nil {
 		return err
 	}

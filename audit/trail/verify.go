@@ -29,6 +29,7 @@ const (
 	KindOrder      ProblemKind = "order"      // duplicate or decreasing seq: reordered or inserted
 	KindTime       ProblemKind = "time"       // times inconsistent or going backwards
 	KindUnexpected ProblemKind = "unexpected" // an object that is not a batch
+	KindStale      ProblemKind = "stale"      // newest batch too old: the newest batches were deleted, or the instance stopped
 )
 
 // Problem is one finding, tied to the object where it was found. For a
@@ -57,6 +58,10 @@ type InstanceSummary struct {
 type Report struct {
 	Prefix    string
 	From, To  time.Time // zero: unbounded
+	// FreshWithin, when set, is how recent (before Now) the newest batch of
+	// every instance had to be.
+	FreshWithin time.Duration
+	Now         time.Time
 	Instances []InstanceSummary
 	Problems  []Problem
 }
@@ -74,6 +79,10 @@ func (r *Report) String() string {
 		return audit.FormatTime(t)
 	}
 	fmt.Fprintf(&b, "audit trail %q, batches sealed %s .. %s\n", r.Prefix, bound(r.From, "beginning"), bound(r.To, "now"))
+	if r.FreshWithin > 0 {
+		fmt.Fprintf(&b, "every instance must have sealed a batch since %s (%s before %s)\n",
+			audit.FormatTime(r.Now.Add(-r.FreshWithin)), r.FreshWithin, audit.FormatTime(r.Now))
+	}
 	if len(r.Instances) == 0 {
 		b.WriteString("no batches found\n")
 	}
@@ -119,13 +128,39 @@ type batchInfo struct {
 // range is linked to its predecessor when that exists. The error is for
 // failures to list or read the store; everything found is in the Report.
 func Verify(ctx context.Context, store vfs.Store, prefix string, pub ed25519.PublicKey, from, to time.Time) (*Report, error) {
+	return VerifyWith(ctx, store, prefix, pub, VerifyOptions{From: from, To: to})
+}
+
+// VerifyOptions bound and tighten a verification.
+type VerifyOptions struct {
+	From, To time.Time // sealing-time window; zero bounds are open
+	// FreshWithin, if set, requires the newest batch of every instance to
+	// be sealed within FreshWithin before Now. A running gateway seals a
+	// batch at least every flush interval, events or not (a heartbeat), so
+	// an older newest batch means the newest batches were deleted, or that
+	// the instance has stopped. Batches sealed more than FreshWithin after
+	// Now are reported too (a clock or a key holder placing them ahead).
+	FreshWithin time.Duration
+	Now         func() time.Time // default time.Now
+}
+
+// VerifyWith is Verify with options.
+func VerifyWith(ctx context.Context, store vfs.Store, prefix string, pub ed25519.PublicKey, o VerifyOptions) (*Report, error) {
 	if len(pub) != ed25519.PublicKeySize {
 		return nil, errors.New("trail: invalid ed25519 public key")
 	}
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
+	from, to := o.From, o.To
 	r := &Report{Prefix: prefix, From: from, To: to}
+	if o.FreshWithin > 0 {
+		now := time.Now
+		if o.Now != nil {
+			now = o.Now
+		}
+		r.FreshWithin, r.Now = o.FreshWithin, now().UTC()
+	}
 	ents, err := listAll(ctx, store, prefix, true)
 	if err != nil {
 		return nil, fmt.Errorf("list %q: %w", prefix, err)
@@ -163,6 +198,19 @@ func inRange(t, from, to time.Time) bool {
 func verifyInstance(ctx context.Context, store vfs.Store, prefix string, pub ed25519.PublicKey,
 	inst string, all []listed, from, to time.Time, r *Report) error {
 	sort.Slice(all, func(i, j int) bool { return all[i].key < all[j].key })
+	if r.FreshWithin > 0 {
+		// Key order is sealing order: the last key is the newest batch.
+		newest := all[len(all)-1]
+		switch {
+		case newest.ki.sealed.After(r.Now.Add(r.FreshWithin)):
+			r.Problems = append(r.Problems, Problem{Kind: KindTime, Instance: inst, Key: newest.key, Seq: newest.ki.seq,
+				Detail: fmt.Sprintf("sealed %s, after the time of this verification %s", audit.FormatTime(newest.ki.sealed), audit.FormatTime(r.Now))})
+		case newest.ki.sealed.Before(r.Now.Add(-r.FreshWithin)):
+			r.Problems = append(r.Problems, Problem{Kind: KindStale, Instance: inst, Key: newest.key, Seq: newest.ki.seq,
+				Detail: fmt.Sprintf("the newest batch of instance %s was sealed %s, %s before %s (more than %s): its newest batches were deleted, or it stopped then (verify a stopped instance with --to its last time)",
+					inst, audit.FormatTime(newest.ki.sealed), r.Now.Sub(newest.ki.sealed).Round(time.Second), audit.FormatTime(r.Now), r.FreshWithin)})
+		}
+	}
 	lo := sort.Search(len(all), func(i int) bool { return !all[i].ki.sealed.Before(from) || from.IsZero() })
 	hi := lo
 	for hi < len(all) && inRange(all[hi].ki.sealed, from, to) {

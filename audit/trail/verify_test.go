@@ -381,3 +381,72 @@ func TestVerifyChecksOnlyTheyCatch(t *testing.T) {
 			Problem{Kind: KindKey, Key: keys[5]}, Problem{Kind: KindTime, Key: keys[5]})
 	})
 }
+
+// heartbeatTrail runs a trail through n intervals of a minute each, one
+// event in every third, and returns the store and the batch keys.
+func heartbeatTrail(t *testing.T, n int) (*memStore, []string) {
+	t.Helper()
+	st := newMemStore()
+	c := newClock()
+	o := testOptions(st, t.TempDir(), c)
+	tick := make(chan time.Time)
+	o.Tick = tick
+	tr := newTrail(t, o)
+	run(t, tr)
+	waitFor(t, "the chain state", func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return tr.known
+	})
+	for i := range n {
+		if i%3 == 0 {
+			tr.Record(ev(i / 3))
+			waitFor(t, "the event queued", func() bool { return tr.Stats().Queued == 0 })
+		}
+		c.jump(time.Minute)
+		tick <- time.Time{}
+		waitFor(t, "the interval's batch", func() bool { return len(st.keys()) == i+1 })
+	}
+	closeTrail(t, tr)
+	return st, st.keys()
+}
+
+// TestVerifyFreshness: with heartbeats, cutting off the newest batches
+// leaves a trail whose newest batch is too old, which a verification "until
+// now" reports; without the freshness bound the shorter chain is valid.
+func TestVerifyFreshness(t *testing.T) {
+	good, keys := heartbeatTrail(t, 8)
+	newest := func(st *memStore) time.Time {
+		k := st.keys()
+		ki, _ := parseKey("audit/", k[len(k)-1])
+		return ki.sealed
+	}
+	at := func(st *memStore, now time.Time) *Report {
+		t.Helper()
+		r, err := VerifyWith(context.Background(), st, "audit/", testKey.Public().(ed25519.PublicKey),
+			VerifyOptions{To: now, FreshWithin: 2 * time.Minute, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	now := newest(good).Add(time.Minute) // one interval after the last heartbeat
+	if r := at(good, now); !r.OK() || !strings.Contains(r.String(), "must have sealed a batch since") {
+		t.Fatalf("fresh trail:\n%s", r)
+	}
+
+	cut := good.clone()
+	cut.del(keys[7])
+	cut.del(keys[6])
+	if r := verify(t, cut, time.Time{}, time.Time{}); !r.OK() {
+		t.Fatalf("a truncated trail is a valid chain:\n%s", r)
+	}
+	onlyProblems(t, at(cut, now), Problem{Kind: KindStale, Key: keys[5]})
+
+	// A gateway that stopped 3 intervals ago looks the same.
+	onlyProblems(t, at(good, newest(good).Add(3*time.Minute)), Problem{Kind: KindStale, Key: keys[7]})
+
+	// A batch sealed after the verification time is named, not skipped.
+	r := at(good, newest(good).Add(-3*time.Minute))
+	wantProblem(t, r, KindTime, keys[7])
+}

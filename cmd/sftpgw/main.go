@@ -18,7 +18,7 @@ usage:
   sftpgw serve --config FILE          run the gateway
   sftpgw demo [--dir DIR] [--port N]  run a demo on a local directory with generated users
   sftpgw user add|list|remove|rotate-totp|add-key|invite ...   manage users (see 'sftpgw user help')
-  sftpgw audit verify --config FILE [--from T] [--to T] verify the audit trail
+  sftpgw audit verify --config FILE [--from T] [--to T|now] [--pubkey-sha256 HEX]  verify the audit trail
   sftpgw check --config FILE [--fix] [--strict]        check (and fix) the buckets' security settings
   sftpgw health [--config FILE | --url URL] [--wait D]  exit 0 if the config's metrics listener answers 200
   sftpgw version
@@ -27,6 +27,10 @@ usage:
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "sftpgw:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
 		os.Exit(1)
 	}
 }

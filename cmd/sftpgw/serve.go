@@ -99,18 +99,28 @@ func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) (resul
 
 	rec := audit.NewLogRecorder(log.Named("audit"))
 	var tr *trail.Trail
+	startDetail := "sftpgw " + version
 	if a := cfg.Audit; a != nil {
 		key, err := trail.LoadOrCreateKey(a.SigningKey)
 		if err != nil {
 			return fmt.Errorf("audit signing key: %w", err)
 		}
+		// Auditors pin this fingerprint (pubkey_sha256, audit verify
+		// --pubkey-sha256); a key that is not the pinned one signs nothing.
+		pub := key.Public().(ed25519.PublicKey)
+		log.Info("audit signing key", "path", a.SigningKey, "fingerprint", "sha256:"+trail.Fingerprint(pub),
+			"pinned", a.PubKeySHA256 != "")
+		if err := trail.CheckPin(pub, a.PubKeySHA256, a.SigningKey); err != nil {
+			return fmt.Errorf("refusing to start: %w", err)
+		}
+		startDetail += ", audit key sha256:" + trail.Fingerprint(pub)
 		instance := a.Instance
 		if instance == "" {
 			instance, _ = os.Hostname()
 		}
 		tr, err = trail.New(trail.Options{Store: stores[a.Storage], Prefix: a.Prefix, Instance: instance,
 			SpoolDir: a.SpoolDir, SpoolMaxBytes: a.SpoolMax, BatchMaxEvents: a.BatchEvents,
-			FlushInterval: a.FlushInterval, Key: key, Log: log.Named("trail")})
+			FlushInterval: a.FlushInterval, LockRetention: a.LockRetention, Key: key, Log: log.Named("trail")})
 		if err != nil {
 			return fmt.Errorf("audit trail: %w", err)
 		}
@@ -196,7 +206,7 @@ func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) (resul
 	}
 	log.Info("listening", "address", ln.Addr().String(), "version", version)
 	rec.Record(audit.Event{Time: time.Now().UTC(), Kind: "admin", Op: "start", Result: "ok",
-		Detail: "sftpgw " + version + " listening on " + ln.Addr().String()})
+		Detail: startDetail + ", listening on " + ln.Addr().String()})
 	if ready != nil {
 		ready(ln.Addr())
 	}

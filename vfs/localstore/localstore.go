@@ -255,6 +255,9 @@ func (s *Store) Create(ctx context.Context, key string, opt vfs.CreateOptions) (
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
+	if !opt.RetainUntil.IsZero() {
+		return nil, fmt.Errorf("localstore: create %q: object lock retention needs S3: %w", key, vfs.ErrUnsupported)
+	}
 	u := &upload{s: s, key: key, opt: opt, mtime: opt.MTime}
 	if isMarker(key) {
 		return u, nil // nothing to buffer: Commit makes the directory

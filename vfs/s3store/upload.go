@@ -300,12 +300,15 @@ func (u *upload) createMPU() (*string, error) {
 	mt := u.mtime
 	u.metaSent = true
 	u.mu.Unlock()
+	mode, until := u.lockFields()
 	out, err := u.s.c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
-		Bucket:               &u.s.bucket,
-		Key:                  &u.key,
-		ServerSideEncryption: sse,
-		SSEKMSKeyId:          kms,
-		Metadata:             mtimeMeta(mt),
+		Bucket:                    &u.s.bucket,
+		Key:                       &u.key,
+		ServerSideEncryption:      sse,
+		SSEKMSKeyId:               kms,
+		Metadata:                  mtimeMeta(mt),
+		ObjectLockMode:            mode,
+		ObjectLockRetainUntilDate: until,
 	})
 	if err != nil {
 		return nil, mapErr("create multipart upload", err)
@@ -371,6 +374,16 @@ func (u *upload) sendPart(id *string, num int32, buf *partBuf) {
 	u.mu.Unlock()
 }
 
+// lockFields are the Object Lock settings of the new object: compliance
+// mode until RetainUntil, or none. A bucket without Object Lock refuses them.
+func (u *upload) lockFields() (types.ObjectLockMode, *time.Time) {
+	if u.opt.RetainUntil.IsZero() {
+		return "", nil
+	}
+	t := u.opt.RetainUntil.UTC()
+	return types.ObjectLockModeCompliance, &t
+}
+
 // Commit makes the object visible. On any failure the upload is aborted.
 func (u *upload) Commit(ctx context.Context) error {
 	u.wmu.Lock()
@@ -420,15 +433,18 @@ func (u *upload) commit(ctx context.Context) error {
 		mt := u.mtime
 		u.metaSent = true
 		u.mu.Unlock()
+		mode, until := u.lockFields()
 		_, err := u.s.c.PutObject(ctx, &s3.PutObjectInput{
-			Bucket:               &u.s.bucket,
-			Key:                  &u.key,
-			Body:                 bytes.NewReader(body),
-			ContentLength:        aws.Int64(int64(len(body))),
-			ServerSideEncryption: sse,
-			SSEKMSKeyId:          kms,
-			IfNoneMatch:          ifNoneMatch,
-			Metadata:             mtimeMeta(mt),
+			Bucket:                    &u.s.bucket,
+			Key:                       &u.key,
+			Body:                      bytes.NewReader(body),
+			ContentLength:             aws.Int64(int64(len(body))),
+			ServerSideEncryption:      sse,
+			SSEKMSKeyId:               kms,
+			IfNoneMatch:               ifNoneMatch,
+			Metadata:                  mtimeMeta(mt),
+			ObjectLockMode:            mode,
+			ObjectLockRetainUntilDate: until,
 		})
 		return mapErr("put", err)
 	}
