@@ -87,14 +87,14 @@ type RoleBlock struct {
 
 // AuditBlock configures the audit trail.
 type AuditBlock struct {
-	Storage       string    `hcl:"storage"`
-	Prefix        string    `hcl:"prefix,optional"`
-	SpoolDir      string    `hcl:"spool_dir,optional"`
-	SpoolMax      string    `hcl:"spool_max,optional"`
-	SigningKey    string    `hcl:"signing_key,optional"`
-	FlushInterval string    `hcl:"flush_interval,optional"`
-	BatchEvents   int       `hcl:"batch_events,optional"`
-	Instance      string    `hcl:"instance,optional"`
+	Storage       string `hcl:"storage"`
+	Prefix        string `hcl:"prefix,optional"`
+	SpoolDir      string `hcl:"spool_dir,optional"`
+	SpoolMax      string `hcl:"spool_max,optional"`
+	SigningKey    string `hcl:"signing_key,optional"`
+	FlushInterval string `hcl:"flush_interval,optional"`
+	BatchEvents   int    `hcl:"batch_events,optional"`
+	Instance      string `hcl:"instance,optional"`
 	// PubKeySHA256 pins the signing key: serve refuses another key and
 	// audit verify refuses a public key file with another fingerprint.
 	PubKeySHA256 string `hcl:"pubkey_sha256,optional"`

@@ -56,14 +56,14 @@ type InstanceSummary struct {
 
 // Report is the result of Verify.
 type Report struct {
-	Prefix    string
-	From, To  time.Time // zero: unbounded
+	Prefix   string
+	From, To time.Time // zero: unbounded
 	// FreshWithin, when set, is how recent (before Now) the newest batch of
 	// every instance had to be.
 	FreshWithin time.Duration
 	Now         time.Time
-	Instances []InstanceSummary
-	Problems  []Problem
+	Instances   []InstanceSummary
+	Problems    []Problem
 }
 
 // OK reports whether no problem was found.
