@@ -10,6 +10,7 @@ check() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
 check sftp openssh-client
 check sshd openssh-server
 check sshfs sshfs
+check rsync rsync
 check psftp putty-tools
 check puttygen putty-tools
 check lftp lftp
