@@ -45,6 +45,13 @@ var errDenied = errors.New("permission denied")
 // totpPrompt is the keyboard-interactive question of the second factor.
 const totpPrompt = "Verification code: "
 
+// totpReplayedInstruction is shown when a code was already used; the client
+// gets totpReplayAsks more tries before the login fails.
+const (
+	totpReplayedInstruction = "This code was already used: wait for the next one (a new code every 30 seconds), then enter it."
+	totpReplayAsks          = 2
+)
+
 // New returns an Authenticator.
 func New(o Options) *Authenticator {
 	if o.Log == nil {
@@ -249,17 +256,33 @@ func (a *Authenticator) secondFactor(p *Principal, seed []byte) func(ssh.ConnMet
 			f.detail = "login refused while banned, until " + until.UTC().Format(time.RFC3339)
 			return nil, a.fail(at, f)
 		}
-		answers, err := challenge(a.issuer, "", []string{totpPrompt}, []bool{false})
-		if err != nil {
-			return nil, err // the client went away; no code was tried
+		var answers []string
+		var err error
+		for ask := 0; ; ask++ {
+			instruction := ""
+			if ask > 0 {
+				instruction = totpReplayedInstruction
+			}
+			answers, err = challenge(a.issuer, instruction, []string{totpPrompt}, []bool{false})
+			if err != nil {
+				return nil, err // the client went away; no code was tried
+			}
+			if len(answers) != 1 {
+				f.class, f.detail = "bad_totp", "expected exactly one answer"
+				return nil, a.fail(at, f)
+			}
+			err = a.totp.verify(p.User, seed, answers[0], a.now())
+			// The right code, used already: a second login within one
+			// 30-second step (scripts do that), not a guess. Say so and ask
+			// again rather than fail blind and count towards a ban.
+			if !errors.Is(err, errReplayedTOTP) || ask == totpReplayAsks {
+				break
+			}
+			a.log.Info("TOTP code already used; asking for the next one", "user", p.User, "client", at.clientStr)
 		}
-		if len(answers) != 1 {
-			f.class, f.detail = "bad_totp", "expected exactly one answer"
-			return nil, a.fail(at, f)
-		}
-		switch err := a.totp.verify(p.User, seed, answers[0], a.now()); {
+		switch {
 		case errors.Is(err, errReplayedTOTP):
-			f.class, f.detail = "replayed_totp", "verification code was already used"
+			f.class, f.detail, f.count = "replayed_totp", "verification code was already used", false
 			return nil, a.fail(at, f)
 		case err != nil:
 			f.class, f.detail = "bad_totp", "wrong verification code"

@@ -703,3 +703,58 @@ func (f *fakeConn) ClientVersion() []byte { return []byte("SSH-2.0-fake") }
 func (f *fakeConn) ServerVersion() []byte { return []byte("SSH-2.0-sftpgw") }
 func (f *fakeConn) RemoteAddr() net.Addr  { return f.addr }
 func (f *fakeConn) LocalAddr() net.Addr   { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 22} }
+
+// TestE2EReplayedTOTPSaysSo: a code already used (a second scripted login
+// within one step) is not failed blind: the client is asked again with an
+// instruction saying why, a fresh code then logs in, and the replay does
+// not count towards a ban.
+func TestE2EReplayedTOTPSaysSo(t *testing.T) {
+	g := newGW(t, Lockout{MaxIPFailures: 1, MaxPairFailures: 1, Window: time.Hour, BaseBan: time.Hour, MaxBan: time.Hour})
+	first := g.code(testSecret, 0)
+	if _, _, err := g.login("bob", g.key("bob"), (&answer{code: first}).method()); err != nil {
+		t.Fatal(err)
+	}
+
+	var instructions []string
+	kbd := ssh.KeyboardInteractive(func(name, instr string, qs []string, echos []bool) ([]string, error) {
+		if len(qs) == 0 {
+			return nil, nil
+		}
+		instructions = append(instructions, instr)
+		if len(instructions) == 1 {
+			return []string{first}, nil // same step, same code
+		}
+		g.clock.Add(30 * time.Second) // the client waited for the next code
+		return []string{g.code(testSecret, 0)}, nil
+	})
+	g.events.reset()
+	if _, _, err := g.login("bob", g.key("bob"), kbd); err != nil {
+		t.Fatalf("fresh code after the replay notice refused: %v", err)
+	}
+	if len(instructions) != 2 || instructions[0] != "" ||
+		!strings.Contains(instructions[1], "This code was already used: wait for the next one") {
+		t.Errorf("instructions %q", instructions)
+	}
+	if f := g.events.failures("bob"); len(f) != 0 {
+		t.Errorf("the replay was recorded as a failure: %v", f)
+	}
+
+	// A client that keeps sending the used code fails with replayed_totp,
+	// and that does not ban it (MaxPairFailures 1 would).
+	g.events.reset()
+	used := g.code(testSecret, 0)
+	stuck := &answer{code: used}
+	if _, _, err := g.login("bob", g.key("bob"), stuck.method()); err == nil {
+		t.Fatal("replayed code accepted")
+	}
+	if stuck.invoked != 1+totpReplayAsks {
+		t.Errorf("asked %d times, want %d", stuck.invoked, 1+totpReplayAsks)
+	}
+	if f := g.events.failures("bob"); len(f) != 1 || f[0] != "replayed_totp" {
+		t.Errorf("failures %v", f)
+	}
+	g.clock.Add(30 * time.Second)
+	if _, _, err := g.login("bob", g.key("bob"), (&answer{code: g.code(testSecret, 0)}).method()); err != nil {
+		t.Errorf("banned after replays: %v", err)
+	}
+}

@@ -23,6 +23,7 @@ import (
 
 	awsmw "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	smithymw "github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -220,11 +221,26 @@ func checkBucket(ctx context.Context, t Target, o Options) []Result {
 	}
 	b.c = c
 	out, err := c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &b.name})
+	var created []Result
+	if notFound(err) {
+		region := c.Options().Region
+		if !o.Fix {
+			return []Result{row("bucket exists", Fail, "no bucket "+b.name+" at this endpoint",
+				"aws s3api create-bucket --bucket "+b.name+createBucketRegion(region)+" (or sftpgw check --fix)")}
+		}
+		// A first deployment: --fix creates the bucket, then the checks
+		// below find (and fix) it like any other fresh bucket.
+		if err = createBucket(ctx, c, b.name, region); err != nil {
+			return []Result{row("bucket exists", Fail, "CreateBucket: "+errText(err), "create the bucket: aws s3api create-bucket --bucket "+b.name+createBucketRegion(region))}
+		}
+		created = append(created, row("bucket exists", Fixed, "created (region "+region+")", ""))
+		out, err = c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &b.name})
+	}
 	if err != nil {
 		return []Result{row("reachable", Fail, "HeadBucket: "+errText(err), "check the bucket name, region, endpoint and credentials")}
 	}
 	b.minio = strings.Contains(serverHeader(out.ResultMetadata), "MinIO")
-	var outs []*outcome
+	outs := []*outcome{}
 	for _, ch := range checks {
 		if ch.applies == nil || ch.applies(b) {
 			st, d := ch.run(ctx, b)
@@ -234,7 +250,7 @@ func checkBucket(ctx context.Context, t Target, o Options) []Result {
 	if o.Fix {
 		applyFixes(ctx, b, outs)
 	}
-	var rs []Result
+	rs := created
 	for _, oc := range outs {
 		fix := ""
 		if oc.st == Fail {
@@ -284,6 +300,31 @@ func applyFixes(ctx context.Context, b *bucket, outs []*outcome) {
 }
 
 // errText is a short description of an SDK error for the operator.
+// notFound: HeadBucket has no body, so a missing bucket is a bare 404.
+func notFound(err error) bool {
+	var re *smithyhttp.ResponseError
+	return err != nil && (errCode(err) == "NotFound" || errCode(err) == "NoSuchBucket" ||
+		(errors.As(err, &re) && re.HTTPStatusCode() == 404))
+}
+
+// createBucket creates a bucket in region (us-east-1 takes no location).
+func createBucket(ctx context.Context, c *s3.Client, name, region string) error {
+	in := &s3.CreateBucketInput{Bucket: &name}
+	if region != "" && region != "us-east-1" {
+		in.CreateBucketConfiguration = &types.CreateBucketConfiguration{LocationConstraint: types.BucketLocationConstraint(region)}
+	}
+	_, err := c.CreateBucket(ctx, in)
+	return err
+}
+
+// createBucketRegion is the AWS CLI's region argument for create-bucket.
+func createBucketRegion(region string) string {
+	if region == "" || region == "us-east-1" {
+		return ""
+	}
+	return " --region " + region + " --create-bucket-configuration LocationConstraint=" + region
+}
+
 func errText(err error) string {
 	var api smithy.APIError
 	if errors.As(err, &api) {
