@@ -120,6 +120,7 @@ func TestAuditVerifyCommand(t *testing.T) {
 	check(2, []string{"--to 2020-01-10 is before --from 2020-01-12"}, "--from", "2020-01-12", "--to", "2020-01-10")
 	check(2, []string{"--from", "not RFC 3339"}, "--from", "yesterday")
 	check(2, []string{"flag provided but not defined"}, "--no-such-flag")
+	check(2, []string{"no-such.pub"}, "--pubkey", filepath.Join(dir, "no-such.pub"))
 
 	// The pin in the config: a replaced key file is refused.
 	pinned := filepath.Join(dir, "pinned.hcl")

@@ -43,7 +43,7 @@ func runAudit(args []string) error {
 		}
 	}
 	if err := reachStorage(context.Background(), cfg, cfg.Audit.Storage); err != nil {
-		return fmt.Errorf("audit verify: %w", err)
+		return exitCode(2, fmt.Errorf("audit verify: %w", err))
 	}
 	store, err := cfg.OpenStore(context.Background(), cfg.Audit.Storage)
 	if err != nil {
