@@ -102,7 +102,13 @@ audit {
   spool_dir      = "/var/lib/sftpgw/audit-spool"
   spool_max      = "1GiB"
   signing_key    = "/var/lib/sftpgw/audit_ed25519_key" # generated if missing; .pub beside it
-  flush_interval = "5s"
+  flush_interval = "5s" # also the heartbeat: a batch is sealed every interval, events or not
+  # The signing key's fingerprint, as printed at start ("audit signing key"):
+  # serve refuses another key and audit verify refuses another public key.
+  # pubkey_sha256 = "4d4572022ab295276cf2e7d96ba3b48b8d6f5ba0e9a31e3d1f58b08eebb4dd2f"
+  # Write each batch under S3 Object Lock, compliance mode, for this long. The
+  # bucket must be created with Object Lock; strict = true requires both.
+  # object_lock_retention = "400d"
 }
 
 # Alerts: signed JSON webhooks (X-Sftpgw-Signature: sha256=HMAC of the body).

@@ -47,11 +47,16 @@
 // The chain state lives in the spool directory; on a machine with an empty
 // spool it is recovered from the newest batch of the instance in the store.
 //
+// At every FlushInterval tick with nothing to seal, a batch without events
+// (a heartbeat) is sealed, so a running instance seals a batch per interval.
+//
 // Verify checks a trail: per instance, every digest and signature, header
 // against key, contiguous seqs, prev links and sealing times, and reports
 // each missing, altered, reordered or inserted batch with its object key.
 // Removing the newest batches of an instance (truncation) leaves a shorter,
-// valid chain and is not detectable from the store alone.
+// valid chain; only its age shows it: with VerifyOptions.FreshWithin the
+// newest batch must be recent. Object Lock (Options.LockRetention) keeps
+// batches from being deleted at all.
 package trail
 
 import (
