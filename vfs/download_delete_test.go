@@ -125,3 +125,48 @@ func TestDeleteAfterDownloadOnceForTwoHandles(t *testing.T) {
 		t.Errorf("%d error events", n)
 	}
 }
+
+// Only a download that served every byte from 0 to the end counts: the
+// tail alone, or head and tail with a gap, keep the file; the whole file
+// read back to front deletes it.
+func TestDeleteAfterDownloadNeedsEveryByte(t *testing.T) {
+	const size = 10000
+	type rng struct{ off, n int64 }
+	for _, tc := range []struct {
+		name     string
+		reads    []rng
+		complete bool
+	}{
+		{"tail only", []rng{{size - 1000, 1000}}, false},
+		{"tail past the end", []rng{{size - 1000, 4000}}, false},
+		{"head only", []rng{{0, 1000}}, false},
+		{"head and tail with a gap", []rng{{0, 4000}, {5000, 5000}}, false},
+		{"all but the last byte", []rng{{0, size - 1}}, false},
+		{"all but the first byte", []rng{{1, size - 1}}, false},
+		{"back to front", []rng{{8000, 2000}, {6000, 2000}, {4000, 2000}, {2000, 2000}, {0, 2000}}, true},
+		{"whole, asking for more", []rng{{0, size + 500}}, true},
+		{"overlapping", []rng{{0, 6000}, {3000, 7000}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs, st, rec := dadFS(t)
+			storetest.MustPut(t, st, "f", storetest.Data(size))
+			r, err := fs.OpenRead(context.Background(), "/f")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range tc.reads {
+				r.ReadAt(make([]byte, x.n), x.off)
+			}
+			if got := r.Complete(); got != tc.complete {
+				t.Errorf("Complete() = %v, want %v", got, tc.complete)
+			}
+			r.Close()
+			if exists(st, "f") == tc.complete {
+				t.Errorf("file exists %v after a download that was complete: %v", exists(st, "f"), tc.complete)
+			}
+			if n := rec.deletes("ok", "delete after download"); (n == 1) != tc.complete || n > 1 {
+				t.Errorf("%d delete events", n)
+			}
+		})
+	}
+}

@@ -161,7 +161,11 @@ func (f *FS) resolve(p string) (vpath, key string, err error) {
 	if err != nil {
 		return p, "", err
 	}
-	return vpath, keyFor(f.sess.Home, vpath), nil
+	key = keyFor(f.sess.Home, vpath)
+	if reservedKey(key) { // only reachable from a home at the bucket root
+		return vpath, "", invalid("reserved name")
+	}
+	return vpath, key, nil
 }
 
 // RealPath is the canonical virtual path for p (no permission involved:
@@ -285,7 +289,7 @@ func (l *Lister) fetch() error {
 		if name == "" || strings.Contains(name, "/") {
 			continue // the directory's own marker
 		}
-		if vp, err := CleanPath(name); err != nil || vp != "/"+name {
+		if vp, err := CleanPath(name); err != nil || vp != "/"+name || reservedKey(l.prefix+name) {
 			// A key no client could name again (refused, or stored under
 			// a non-NFC spelling by something other than the gateway):
 			// hide it rather than mislead.

@@ -219,22 +219,10 @@ func (r *Reader) Close() error {
 		r.ev.detail = "partial read"
 	}
 	r.fs.finish(r.ev, r.err)
-	if complete && r.fs.sess.DeleteAfterDownload && r.sameObject(context.WithoutCancel(r.ctx)) {
-		r.fs.deleteAfterDownload(context.WithoutCancel(r.ctx), r.ev.path, r.key, r.size)
+	if complete && r.fs.sess.DeleteAfterDownload {
+		r.deleteAfterDownload(context.WithoutCancel(r.ctx))
 	}
 	return nil
-}
-
-// deleteAfterDownload removes an object that was downloaded completely and
-// audits the removal as its own event.
-func (f *FS) deleteAfterDownload(ctx context.Context, vp, key string, size int64) {
-	ev := f.begin(OpDelete, vp)
-	ev.detail = "delete after download"
-	err := f.store.Delete(ctx, key)
-	if err == nil {
-		f.uploads.changed(f.name, key, -size, -1) // frees the uploader's quota
-	}
-	f.finish(ev, err)
 }
 
 // ranges is a sorted list of disjoint half-open byte ranges. Reads are

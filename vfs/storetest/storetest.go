@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) vfs.Store) {
 		{"Markers", testMarkers},
 		{"SpecialKeys", testSpecialKeys},
 		{"MTime", testMTime},
+		{"DeleteAfterDownloadOnce", testDeleteAfterDownloadOnce},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
