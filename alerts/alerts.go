@@ -34,6 +34,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sftpgw/sftpgw/audit"
+	"github.com/sftpgw/sftpgw/authn"
 )
 
 // The alert names a webhook can subscribe to.
@@ -43,11 +44,12 @@ const (
 	Denied            = "denied"
 	LoginFailureBurst = "login_failure_burst"
 	Lockout           = "lockout"
+	MFALock           = "mfa_lock"
 	RetentionDelete   = "retention_delete"
 )
 
 // Names are all alert names, in documentation order.
-var Names = []string{UploadComplete, Download, Denied, LoginFailureBurst, Lockout, RetentionDelete}
+var Names = []string{UploadComplete, Download, Denied, LoginFailureBurst, Lockout, MFALock, RetentionDelete}
 
 // Classify returns the alerts an audit event raises (usually none or one).
 //
@@ -61,6 +63,9 @@ var Names = []string{UploadComplete, Download, Denied, LoginFailureBurst, Lockou
 //     failures for one user (authn notes it in the event's detail);
 //   - lockout: the auth failure that started a ban of a source address or
 //     of a user from a source (refusals during the ban do not repeat it);
+//   - mfa_lock: the failed verification code that locked an account's
+//     second factor (from all sources together): someone holds that
+//     account's key and is guessing codes, so rotate the key;
 //   - retention_delete: an object removed by the retention sweeper.
 func Classify(e audit.Event) []string {
 	var out []string
@@ -79,6 +84,9 @@ func Classify(e audit.Event) []string {
 		}
 		if strings.Contains(e.Detail, " banned for ") || strings.Contains(e.Detail, "user banned from this source for ") {
 			out = append(out, Lockout)
+		}
+		if strings.Contains(e.Detail, authn.MFALockDetail) {
+			out = append(out, MFALock)
 		}
 	}
 	return out

@@ -32,6 +32,8 @@ var (
 	burst    = audit.Event{Kind: "auth", Result: "failure", ErrClass: "bad_key", Detail: "x; login failure burst: 10 failures for the user within 10m0s"}
 	both     = audit.Event{Kind: "auth", Result: "failure", Detail: "x; source 203.0.113.9 banned for 1m0s; login failure burst: 10 failures for the user within 10m0s"}
 	whileBan = audit.Event{Kind: "auth", Result: "failure", ErrClass: "banned", Detail: "login refused while banned, until 2026-11-23T12:00:00Z"}
+	mfaLock  = audit.Event{Kind: "auth", Result: "failure", ErrClass: "bad_totp", Detail: "wrong verification code; second factor locked for 15m0s after 10 failed codes within 15m0s"}
+	mfaHeld  = audit.Event{Kind: "auth", Result: "failure", ErrClass: "mfa_locked", Detail: "verification code not checked: the account's second factor is locked until 2026-11-23T12:00:00Z"}
 	sweep    = audit.Event{Kind: "retention", Op: "retention_delete", Path: "user/a/x", Result: "ok"}
 )
 
@@ -54,6 +56,8 @@ func TestClassify(t *testing.T) {
 		{burst, []string{LoginFailureBurst}},
 		{both, []string{LoginFailureBurst, Lockout}},
 		{whileBan, nil},
+		{mfaLock, []string{MFALock}},
+		{mfaHeld, nil},
 		{audit.Event{Kind: "auth", Result: "failure", ErrClass: "bad_key"}, nil},
 		{audit.Event{Kind: "auth", Result: "ok"}, nil},
 		{sweep, []string{RetentionDelete}},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +33,7 @@ type Authenticator struct {
 	limit  *limiter
 	totp   *totpVerifier
 	conns  *connTable
+	waits  *promptGate
 	log    hclog.Logger
 	audit  audit.Recorder
 	now    func() time.Time
@@ -68,7 +70,8 @@ func New(o Options) *Authenticator {
 	}
 	a := &Authenticator{
 		users: o.Users, limit: newLimiter(o.Lockout, o.Now), totp: newTOTPVerifier(),
-		conns: newConnTable(), log: o.Log, audit: o.Audit, now: o.Now, issuer: o.Issuer,
+		conns: newConnTable(), waits: &promptGate{max: o.Lockout.withDefaults().MaxMFAPrompts, n: map[string]int{}},
+		log: o.Log, audit: o.Audit, now: o.Now, issuer: o.Issuer,
 	}
 	a.SetRoles(o.Roles)
 	return a
@@ -124,16 +127,16 @@ func (a *Authenticator) Configure(cfg *ssh.ServerConfig) {
 	}
 }
 
-// AllowConn reports whether a new connection from addr may proceed; false
-// means the source is banned and the gateway should close it before the
-// SSH handshake (cheap for us, no information for the client).
-func (a *Authenticator) AllowConn(addr net.Addr) bool {
+// Banned reports whether a login of user (a real account with a verified
+// key; "" for any name) from addr would be refused by a ban now, and until
+// when. Bans are enforced during authentication, not before the
+// handshake: see Lockout.
+func (a *Authenticator) Banned(addr net.Addr, user string) (time.Time, bool) {
 	ap, ok := clientAddr(addr)
 	if !ok {
-		return true // cannot ban what has no address; logins will be refused anyway
+		return time.Time{}, false
 	}
-	_, banned := a.limit.ipBanned(ap.Addr())
-	return !banned
+	return a.limit.banned(ap.Addr(), user, 0)
 }
 
 // publicKey answers "would this key be accepted?" (also for the client's
@@ -152,10 +155,17 @@ func (a *Authenticator) publicKey(c ssh.ConnMetadata, key ssh.PublicKey) (*ssh.P
 	f := failure{class: "unknown_user", detail: "public key offered for an unknown user"}
 	if known {
 		f = failure{class: "bad_key", detail: "public key offered is not one of the user's keys", user: u.Name, role: u.Role}
+	} else if at.clientOK {
+		// A banned source is not cut off before the handshake (a real
+		// user may share its address), but unknown names get nothing more.
+		if until, banned := a.limit.ipBanned(at.client.Addr()); banned {
+			f.class, f.detail = "banned", "unknown user refused while the source is banned, until "+until.UTC().Format(time.RFC3339)
+			return nil, a.fail(at, f)
+		}
 	}
 	// OpenSSH offers every key it has, one after the other: count one
-	// rejected key per connection, not one per key, and remember it so a
-	// login that then succeeds can take it back.
+	// rejected key per connection, not one per key, and remember what was
+	// counted so a login that then succeeds can take it back.
 	if at.clientOK {
 		a.conns.update(at.id, a.now(), func(s *connState) {
 			if !s.keyFailCounted {
@@ -164,7 +174,24 @@ func (a *Authenticator) publicKey(c ssh.ConnMetadata, key ssh.PublicKey) (*ssh.P
 			}
 		})
 	}
-	return nil, a.fail(at, f)
+	var cnt counted
+	f.counted = &cnt
+	err := a.fail(at, f)
+	if f.count {
+		a.conns.update(at.id, a.now(), func(s *connState) { s.keyFail = cnt })
+	}
+	return nil, err
+}
+
+// ownCounted is how many of user's failures from this source were counted
+// by this very connection (a wrong key offered before the right one): they
+// are taken back if it logs in, so they do not make it "a user with
+// failures of their own" either.
+func (a *Authenticator) ownCounted(at *attempt, user string) int {
+	if st := a.conns.get(at.id); st.keyFailCounted && st.keyFail.pair && st.keyFailUser == user {
+		return 1
+	}
+	return 0
 }
 
 // verifiedKey runs once the client proved possession of a key that
@@ -183,7 +210,7 @@ func (a *Authenticator) verifiedKey(c ssh.ConnMetadata, key ssh.PublicKey, _ *ss
 	if known {
 		name = u.Name
 	}
-	if until, banned := a.limit.banned(ip, name); banned {
+	if until, banned := a.limit.banned(ip, name, a.ownCounted(at, name)); banned {
 		return nil, a.fail(at, failure{class: "banned", user: name,
 			detail: "login refused while banned, until " + until.UTC().Format(time.RFC3339)})
 	}
@@ -221,13 +248,19 @@ func (a *Authenticator) verifiedKey(c ssh.ConnMetadata, key ssh.PublicKey, _ *ss
 		f.class, f.detail = "role_misconfigured", err.Error()
 		return nil, a.fail(at, f)
 	}
-	if !r.MFA {
+	// A user enrolled in TOTP is always asked for a code, whatever the
+	// role says: "user add --mfa" must never be a silent no-op.
+	if !r.MFA && u.TOTPSecret == "" {
 		p.Methods = []string{"publickey"}
 		return a.succeed(at, p), nil
 	}
-	_, seed, err := ParseTOTPSecret(u.TOTPSecret)
-	if u.TOTPSecret == "" || err != nil {
+	if u.TOTPSecret == "" {
 		f.class, f.detail = "mfa_not_enrolled", "role requires TOTP but the user has no totp_secret"
+		return nil, a.fail(at, f)
+	}
+	_, seed, err := ParseTOTPSecret(u.TOTPSecret)
+	if err != nil { // the users file loader checks it; fail closed anyway
+		f.class, f.detail = "mfa_not_enrolled", "the user's totp_secret is unusable"
 		return nil, a.fail(at, f)
 	}
 	a.conns.update(at.id, a.now(), func(s *connState) { s.secondFactor, s.keyStep = true, p })
@@ -242,20 +275,39 @@ func (a *Authenticator) verifiedKey(c ssh.ConnMetadata, key ssh.PublicKey, _ *ss
 // secondFactor returns the keyboard-interactive callback for one
 // connection, closed over the principal its verified key produced and the
 // TOTP seed of that same user.
+//
+// The ban and the account's TOTP lock are checked again when the answer
+// arrives, not only before the prompt: a connection may have waited at
+// the prompt while its source got banned. During a lock the prompt is
+// still shown and the answer refused without being checked, so a right
+// code and a wrong one look the same from outside.
 func (a *Authenticator) secondFactor(p *Principal, seed []byte) func(ssh.ConnMetadata, ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
 	return func(c ssh.ConnMetadata, challenge ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
 		at := a.newAttempt(c, "keyboard-interactive")
 		at.keyFP = p.KeyFP
-		f := failure{user: p.User, role: p.Role, count: true}
+		f := failure{user: p.User, role: p.Role, count: true, mfa: true}
 		if c.User() != p.User { // x/crypto already forbids this; never trust it blindly
 			f.class, f.detail = "unknown_user", "user changed after the public key step"
 			return nil, a.fail(at, f)
 		}
-		if until, banned := a.limit.banned(p.Client.Addr(), p.User); banned {
-			f.class, f.count = "banned", false
-			f.detail = "login refused while banned, until " + until.UTC().Format(time.RFC3339)
+		refusedBan := func(when string) error {
+			until, banned := a.limit.banned(p.Client.Addr(), p.User, a.ownCounted(at, p.User))
+			if !banned {
+				return nil
+			}
+			f.class, f.count, f.mfa = "banned", false, false
+			f.detail = "login refused while banned, until " + until.UTC().Format(time.RFC3339) + when
+			return a.fail(at, f)
+		}
+		if err := refusedBan(""); err != nil {
+			return nil, err
+		}
+		if !a.waits.enter(p.User) {
+			f.class, f.count, f.mfa = "mfa_busy", false, false
+			f.detail = fmt.Sprintf("%d connections of this account are already waiting at the verification-code prompt", a.waits.max)
 			return nil, a.fail(at, f)
 		}
+		defer a.waits.leave(p.User)
 		var answers []string
 		var err error
 		for ask := 0; ; ask++ {
@@ -266,6 +318,19 @@ func (a *Authenticator) secondFactor(p *Principal, seed []byte) func(ssh.ConnMet
 			answers, err = challenge(a.issuer, instruction, []string{totpPrompt}, []bool{false})
 			if err != nil {
 				return nil, err // the client went away; no code was tried
+			}
+			if err := refusedBan(" (the ban started while the prompt was open)"); err != nil {
+				return nil, err
+			}
+			if until, locked := a.limit.mfaLocked(p.User); locked {
+				// Same work as a real check, but no step is marked used: the
+				// account's owner may need that code once the lock ends.
+				for _, ans := range answers {
+					matchTOTP(seed, ans, a.now())
+				}
+				f.class, f.count, f.mfa = "mfa_locked", false, false
+				f.detail = "verification code not checked: the account's second factor is locked until " + until.UTC().Format(time.RFC3339)
+				return nil, a.fail(at, f)
 			}
 			if len(answers) != 1 {
 				f.class, f.detail = "bad_totp", "expected exactly one answer"
@@ -291,6 +356,33 @@ func (a *Authenticator) secondFactor(p *Principal, seed []byte) func(ssh.ConnMet
 		q := *p
 		q.Methods = []string{"publickey", "keyboard-interactive"}
 		return a.succeed(at, &q), nil
+	}
+}
+
+// promptGate counts, per account, the connections waiting at the
+// verification-code prompt. Without it one key holder could keep dozens
+// of prompts open and answer them all at once, before any failure counts.
+type promptGate struct {
+	mu  sync.Mutex
+	n   map[string]int
+	max int
+}
+
+func (g *promptGate) enter(user string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n[user] >= g.max {
+		return false
+	}
+	g.n[user]++
+	return true
+}
+
+func (g *promptGate) leave(user string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n[user]--; g.n[user] <= 0 {
+		delete(g.n, user)
 	}
 }
 

@@ -14,8 +14,9 @@ type connState struct {
 	created        time.Time
 	keyFailCounted bool // a rejected key of this connection was counted...
 	keyFailIP      netip.Addr
-	keyFailUser    string // ...against this source and user ("" unknown)
-	secondFactor   bool   // the key step passed; keyboard-interactive is ours now
+	keyFailUser    string  // ...against this source and user ("" unknown)
+	keyFail        counted // ...in these tables
+	secondFactor   bool    // the key step passed; keyboard-interactive is ours now
 	// keyStep is the principal the verified key produced, for the audit
 	// event of a connection that ends before its second step (Unfinished).
 	keyStep *Principal

@@ -102,8 +102,6 @@ type srvResult struct {
 	err error
 }
 
-var errDropped = errors.New("connection dropped before the handshake")
-
 func newGW(t *testing.T, lock Lockout) *gw {
 	t.Helper()
 	g := &gw{t: t, clock: newFakeClock(t0), events: &eventLog{}, logs: &syncBuffer{},
@@ -177,11 +175,6 @@ func (g *gw) serve(ln net.Listener) {
 		c, err := ln.Accept()
 		if err != nil {
 			return
-		}
-		if !g.a.AllowConn(c.RemoteAddr()) {
-			c.Close()
-			g.results <- srvResult{err: errDropped}
-			continue
 		}
 		go func() {
 			defer c.Close()
@@ -447,7 +440,7 @@ func TestE2EKeyboardInteractiveAloneNeverLogsIn(t *testing.T) {
 	if f := g.events.failures("bob"); len(f) != 2 || f[0] != "method_not_allowed" || f[1] != "method_not_allowed" {
 		t.Errorf("failures %v", f)
 	}
-	if s := g.a.limit.ips.peek(netip.MustParseAddr("192.0.2.50"), g.clock.Now(), &g.a.limit.cfg); s == nil || s.count != 2 {
+	if s := g.a.limit.ips.peek(netip.MustParseAddr("192.0.2.50"), g.clock.Now()); s == nil || s.count != 2 {
 		t.Error("method_not_allowed not counted towards lockout")
 	}
 }
@@ -526,23 +519,22 @@ func TestE2ELockout(t *testing.T) {
 			t.Fatal("wrong key accepted")
 		}
 	}
-	if g.a.AllowConn(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}) {
+	if _, b := g.a.limit.ipBanned(netip.MustParseAddr("127.0.0.1")); !b {
 		t.Fatal("source not banned after 3 failures")
 	}
-	// The gateway now drops the source before the handshake, right key or not.
+	// alice's own failures came from this source: her right key is
+	// refused there too (and that refusal does not extend the ban).
 	if _, _, err := g.login("alice", g.key("alice")); err == nil {
 		t.Fatal("banned source logged in")
 	}
-	// Without the gateway's AllowConn, the callbacks refuse too (and that
-	// refusal does not extend the ban).
 	if _, err := g.callbackLogin("alice", g.keys["alice"], "127.0.0.1:6000"); err == nil {
 		t.Fatal("callbacks ignored the ban")
 	}
-	if f := g.events.failures("alice"); f[len(f)-1] != "banned" {
-		t.Errorf("last failure %v", f)
+	if f := g.events.failures("alice"); len(f) != 5 || f[3] != "banned" || f[4] != "banned" {
+		t.Errorf("failures %v", f)
 	}
 	// Another address is not affected at all.
-	if !g.a.AllowConn(&net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 1}) {
+	if _, b := g.a.limit.ipBanned(netip.MustParseAddr("10.1.2.3")); b {
 		t.Fatal("ban leaked to another address")
 	}
 	if p, err := g.callbackLogin("alice", g.keys["alice"], "10.1.2.3:40000"); err != nil || p.User != "alice" {
@@ -562,7 +554,7 @@ func TestE2EOfferedKeysCountOncePerConnection(t *testing.T) {
 	g := newGW(t, Lockout{MaxIPFailures: 3})
 	lo := netip.MustParseAddr("127.0.0.1")
 	count := func() int {
-		if s := g.a.limit.ips.peek(lo, g.clock.Now(), &g.a.limit.cfg); s != nil {
+		if s := g.a.limit.ips.peek(lo, g.clock.Now()); s != nil {
 			return s.count
 		}
 		return 0

@@ -10,10 +10,17 @@ import (
 //
 // Failures are counted per source address and per (user, source) pair, and
 // each of those is banned on its own threshold, with a ban that doubles on
-// every repeat (BaseBan, 2×BaseBan, ... up to MaxBan). A user account is
-// never locked as a whole: that would let anyone lock a real user out of
-// their usual address by guessing from elsewhere. Failures per user are
-// only counted so that a burst across sources raises a warning.
+// every repeat (BaseBan, 2×BaseBan, ... up to MaxBan). A source ban stops
+// unknown names and users with failures of their own from that source; a
+// user whose own record there is clean and who proves a key of their own
+// still gets in, so name guessers behind a shared address (office NAT, a
+// load balancer without PROXY protocol) cannot lock real users out.
+//
+// A login is never locked as a whole: that would let anyone lock a real
+// user out of their usual address by guessing from elsewhere. Only the
+// second factor has a per-account limit, independent of the source: a
+// TOTP code can only be tried by someone who already proved the account's
+// key, so only a key holder can trigger that lock (see MaxMFAFailures).
 type Lockout struct {
 	MaxIPFailures   int           // failures from one source within Window before it is banned (5)
 	MaxPairFailures int           // failures for one user from one source before that pair is banned (5)
@@ -22,6 +29,13 @@ type Lockout struct {
 	BaseBan         time.Duration // first ban (1m)
 	MaxBan          time.Duration // longest ban (1h)
 	MaxEntries      int           // cap of each tracking table (65536)
+
+	// Second factor, per account and from all sources together.
+	MaxMFAFailures int           // wrong or replayed codes within MFAWindow before the account's TOTP step is locked (10)
+	MFAWindow      time.Duration // counting window for MaxMFAFailures (15m)
+	MFALock        time.Duration // first lock (15m); each repeat doubles it
+	MaxMFALock     time.Duration // longest lock (24h)
+	MaxMFAPrompts  int           // connections of one account waiting at the verification-code prompt at once (2)
 }
 
 // DefaultLockout returns the defaults.
@@ -29,37 +43,47 @@ func DefaultLockout() Lockout {
 	return Lockout{
 		MaxIPFailures: 5, MaxPairFailures: 5, MaxUserFailures: 10,
 		Window: 10 * time.Minute, BaseBan: time.Minute, MaxBan: time.Hour,
-		MaxEntries: 1 << 16,
+		MaxEntries:     1 << 16,
+		MaxMFAFailures: 10, MFAWindow: 15 * time.Minute, MFALock: 15 * time.Minute, MaxMFALock: 24 * time.Hour,
+		MaxMFAPrompts: 2,
 	}
 }
 
 func (l Lockout) withDefaults() Lockout {
 	d := DefaultLockout()
-	if l.MaxIPFailures <= 0 {
-		l.MaxIPFailures = d.MaxIPFailures
+	orInt := func(v *int, def int) {
+		if *v <= 0 {
+			*v = def
+		}
 	}
-	if l.MaxPairFailures <= 0 {
-		l.MaxPairFailures = d.MaxPairFailures
+	orDur := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
 	}
-	if l.MaxUserFailures <= 0 {
-		l.MaxUserFailures = d.MaxUserFailures
-	}
-	if l.Window <= 0 {
-		l.Window = d.Window
-	}
-	if l.BaseBan <= 0 {
-		l.BaseBan = d.BaseBan
-	}
-	if l.MaxBan <= 0 {
-		l.MaxBan = d.MaxBan
-	}
-	if l.MaxBan < l.BaseBan {
-		l.MaxBan = l.BaseBan
-	}
-	if l.MaxEntries <= 0 {
-		l.MaxEntries = d.MaxEntries
-	}
+	orInt(&l.MaxIPFailures, d.MaxIPFailures)
+	orInt(&l.MaxPairFailures, d.MaxPairFailures)
+	orInt(&l.MaxUserFailures, d.MaxUserFailures)
+	orDur(&l.Window, d.Window)
+	orDur(&l.BaseBan, d.BaseBan)
+	orDur(&l.MaxBan, d.MaxBan)
+	l.MaxBan = max(l.MaxBan, l.BaseBan)
+	orInt(&l.MaxEntries, d.MaxEntries)
+	orInt(&l.MaxMFAFailures, d.MaxMFAFailures)
+	orDur(&l.MFAWindow, d.MFAWindow)
+	orDur(&l.MFALock, d.MFALock)
+	orDur(&l.MaxMFALock, d.MaxMFALock)
+	l.MaxMFALock = max(l.MaxMFALock, l.MFALock)
+	orInt(&l.MaxMFAPrompts, d.MaxMFAPrompts)
 	return l
+}
+
+// policy is how one table counts and bans.
+type policy struct {
+	max           int           // failures within window that start a ban
+	window        time.Duration // counting window
+	base, longest time.Duration // first ban, longest ban
+	entries       int           // table cap
 }
 
 // sourceKey is what a ban applies to: the IPv4 address, or the /64 of an
@@ -85,46 +109,62 @@ type strike struct {
 
 func (s *strike) banned(now time.Time) bool { return now.Before(s.until) }
 
-// fail records one failure; it returns the ban it started, if any.
-func (s *strike) fail(now time.Time, max int, cfg *Lockout) time.Duration {
-	if now.Sub(s.first) >= cfg.Window {
+// recent is the number of failures in the current window.
+func (s *strike) recent(now time.Time, p *policy) int {
+	if s == nil || now.Sub(s.first) >= p.window {
+		return 0
+	}
+	return s.count
+}
+
+// fail records one failure; it returns the ban it started, if any, and
+// whether the failure was counted. A failure during a ban is not counted:
+// refusals while banned must not feed the ban, or it would never end
+// under retries (the next offence after it doubles it anyway).
+func (s *strike) fail(now time.Time, p *policy) (ban time.Duration, counted bool) {
+	if s.banned(now) {
+		return 0, false
+	}
+	if now.Sub(s.first) >= p.window {
 		s.count, s.first = 0, now
 	}
 	s.count++
-	if s.count < max {
-		return 0
+	if s.count < p.max {
+		return 0, true
 	}
-	ban := cfg.BaseBan
-	for i := 0; i < s.level && ban < cfg.MaxBan; i++ {
+	ban = p.base
+	for i := 0; i < s.level && ban < p.longest; i++ {
 		ban *= 2
 	}
-	ban = min(ban, cfg.MaxBan)
+	ban = min(ban, p.longest)
 	s.level++
 	s.count, s.first = 0, now
 	s.until = now.Add(ban)
 	s.ended = s.until
-	return ban
+	return ban, true
 }
 
 // expired reports whether the strike carries no information any more: no
-// failures in the window, no ban, and (for a former offender) MaxBan of
-// good behaviour since the ban ended, after which the backoff starts over.
-func (s *strike) expired(now time.Time, cfg *Lockout) bool {
-	if s.banned(now) || (s.count > 0 && now.Sub(s.first) < cfg.Window) {
+// failures in the window, no ban, and (for a former offender) the longest
+// ban of good behaviour since the ban ended, after which the backoff
+// starts over.
+func (s *strike) expired(now time.Time, p *policy) bool {
+	if s.banned(now) || (s.count > 0 && now.Sub(s.first) < p.window) {
 		return false
 	}
-	return s.level == 0 || now.Sub(s.ended) >= cfg.MaxBan
+	return s.level == 0 || now.Sub(s.ended) >= p.longest
 }
 
-// table is a bounded map of strikes.
+// table is a bounded map of strikes under one policy.
 type table[K comparable] struct {
+	pol       policy
 	m         map[K]*strike
 	lastSweep time.Time
 }
 
-func (t *table[K]) get(k K, now time.Time, cfg *Lockout) *strike {
+func (t *table[K]) get(k K, now time.Time) *strike {
 	if s, ok := t.m[k]; ok {
-		if s.expired(now, cfg) {
+		if s.expired(now, &t.pol) {
 			*s = strike{}
 		}
 		return s
@@ -132,11 +172,11 @@ func (t *table[K]) get(k K, now time.Time, cfg *Lockout) *strike {
 	if t.m == nil {
 		t.m = map[K]*strike{}
 	}
-	if now.Sub(t.lastSweep) >= cfg.Window || (len(t.m) >= cfg.MaxEntries && now.Sub(t.lastSweep) >= time.Second) {
-		t.sweep(now, cfg)
+	if now.Sub(t.lastSweep) >= t.pol.window || (len(t.m) >= t.pol.entries && now.Sub(t.lastSweep) >= time.Second) {
+		t.sweep(now)
 	}
-	if len(t.m) >= cfg.MaxEntries {
-		t.evict(now, cfg)
+	if len(t.m) >= t.pol.entries {
+		t.evict(now)
 	}
 	s := &strike{}
 	t.m[k] = s
@@ -144,17 +184,25 @@ func (t *table[K]) get(k K, now time.Time, cfg *Lockout) *strike {
 }
 
 // peek returns the live strike for k without creating one.
-func (t *table[K]) peek(k K, now time.Time, cfg *Lockout) *strike {
-	if s, ok := t.m[k]; ok && !s.expired(now, cfg) {
+func (t *table[K]) peek(k K, now time.Time) *strike {
+	if s, ok := t.m[k]; ok && !s.expired(now, &t.pol) {
 		return s
 	}
 	return nil
 }
 
-func (t *table[K]) sweep(now time.Time, cfg *Lockout) {
+// bannedUntil is the end of k's ban, if one is running.
+func (t *table[K]) bannedUntil(k K, now time.Time) (time.Time, bool) {
+	if s := t.peek(k, now); s != nil && s.banned(now) {
+		return s.until, true
+	}
+	return time.Time{}, false
+}
+
+func (t *table[K]) sweep(now time.Time) {
 	t.lastSweep = now
 	for k, s := range t.m {
-		if s.expired(now, cfg) {
+		if s.expired(now, &t.pol) {
 			delete(t.m, k)
 		}
 	}
@@ -164,7 +212,7 @@ func (t *table[K]) sweep(now time.Time, cfg *Lockout) {
 // very many sources). It drops the weakest of a few random entries,
 // preferring ones that are not banned, so memory stays bounded while
 // current bans mostly survive.
-func (t *table[K]) evict(now time.Time, cfg *Lockout) {
+func (t *table[K]) evict(now time.Time) {
 	const sample = 16
 	var victim K
 	var vs *strike
@@ -206,42 +254,60 @@ type limiter struct {
 	mu    sync.Mutex
 	ips   table[netip.Addr]
 	pairs table[pairKey]
-	users table[string]
+	users table[string] // bursts only: never banned
+	mfa   table[string] // second-factor failures per account
 }
 
 func newLimiter(cfg Lockout, now func() time.Time) *limiter {
 	if now == nil {
 		now = time.Now
 	}
-	return &limiter{cfg: cfg.withDefaults(), now: now}
+	c := cfg.withDefaults()
+	l := &limiter{cfg: c, now: now}
+	l.ips.pol = policy{max: c.MaxIPFailures, window: c.Window, base: c.BaseBan, longest: c.MaxBan, entries: c.MaxEntries}
+	l.pairs.pol = policy{max: c.MaxPairFailures, window: c.Window, base: c.BaseBan, longest: c.MaxBan, entries: c.MaxEntries}
+	l.users.pol = policy{max: c.MaxUserFailures, window: c.Window, base: c.BaseBan, longest: c.MaxBan, entries: c.MaxEntries}
+	l.mfa.pol = policy{max: c.MaxMFAFailures, window: c.MFAWindow, base: c.MFALock, longest: c.MaxMFALock, entries: c.MaxEntries}
+	return l
 }
+
+// counted says which tables a failure was counted in, so that forgiving it
+// takes back exactly that.
+type counted struct{ ip, pair, user bool }
 
 // failOutcome says what one failure triggered.
 type failOutcome struct {
 	IPBan, PairBan time.Duration // > 0: a ban started now
+	MFALock        time.Duration // > 0: the account's second factor was locked now
 	UserBurst      bool          // the user reached MaxUserFailures in the window
 	UserFailures   int
+	counted        counted
 }
 
 // fail records one failure from ip. user is "" when the name is unknown:
 // per-user tables only hold real accounts, so they cannot be filled with
-// invented names.
-func (l *limiter) fail(ip netip.Addr, user string) failOutcome {
+// invented names. mfa marks a failed second-factor answer, which also
+// counts towards the account's TOTP lock whatever the source.
+func (l *limiter) fail(ip netip.Addr, user string, mfa bool) failOutcome {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out failOutcome
 	src := sourceKey(ip)
-	out.IPBan = l.ips.get(src, now, &l.cfg).fail(now, l.cfg.MaxIPFailures, &l.cfg)
+	out.IPBan, out.counted.ip = l.ips.get(src, now).fail(now, &l.ips.pol)
 	if user == "" {
 		return out
 	}
-	out.PairBan = l.pairs.get(pairKey{user, src}, now, &l.cfg).fail(now, l.cfg.MaxPairFailures, &l.cfg)
-	u := l.users.get(user, now, &l.cfg)
+	out.PairBan, out.counted.pair = l.pairs.get(pairKey{user, src}, now).fail(now, &l.pairs.pol)
+	if mfa {
+		out.MFALock, _ = l.mfa.get(user, now).fail(now, &l.mfa.pol)
+	}
+	u := l.users.get(user, now)
 	if now.Sub(u.first) >= l.cfg.Window {
 		u.count, u.first = 0, now
 	}
 	u.count++
+	out.counted.user = true
 	out.UserFailures = u.count
 	if u.count >= l.cfg.MaxUserFailures {
 		out.UserBurst = true
@@ -252,20 +318,20 @@ func (l *limiter) fail(ip netip.Addr, user string) failOutcome {
 
 // forgive takes back one failure that turned out to be part of a
 // successful login (a client offering a wrong key before the right one).
-func (l *limiter) forgive(ip netip.Addr, user string) {
+func (l *limiter) forgive(ip netip.Addr, user string, c counted) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	src := sourceKey(ip)
-	dec := func(s *strike) {
-		if s != nil && s.count > 0 {
+	dec := func(s *strike, was bool) {
+		if was && s != nil && s.count > 0 {
 			s.count--
 		}
 	}
-	dec(l.ips.peek(src, now, &l.cfg))
+	dec(l.ips.peek(src, now), c.ip)
 	if user != "" {
-		dec(l.pairs.peek(pairKey{user, src}, now, &l.cfg))
-		dec(l.users.peek(user, now, &l.cfg))
+		dec(l.pairs.peek(pairKey{user, src}, now), c.pair)
+		dec(l.users.peek(user, now), c.user)
 	}
 }
 
@@ -274,26 +340,38 @@ func (l *limiter) ipBanned(ip netip.Addr) (time.Time, bool) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if s := l.ips.peek(sourceKey(ip), now, &l.cfg); s != nil && s.banned(now) {
-		return s.until, true
+	return l.ips.bannedUntil(sourceKey(ip), now)
+}
+
+// banned reports whether a login of user from ip is refused. For an
+// unknown name ("") that is the source ban. For a real account whose key
+// was verified it is the (user, source) ban, or the source ban when the
+// user has failures of their own from that source within the window;
+// own is how many of those belong to the connection asking (a wrong key
+// it offered before the right one) and are not held against it.
+func (l *limiter) banned(ip netip.Addr, user string, own int) (time.Time, bool) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	src := sourceKey(ip)
+	ipUntil, ipBanned := l.ips.bannedUntil(src, now)
+	if user == "" {
+		return ipUntil, ipBanned
+	}
+	k := pairKey{user, src}
+	if until, ok := l.pairs.bannedUntil(k, now); ok {
+		return until, true
+	}
+	if ipBanned && l.pairs.peek(k, now).recent(now, &l.pairs.pol) > own {
+		return ipUntil, true
 	}
 	return time.Time{}, false
 }
 
-// banned reports whether a login of user from ip is banned, by the source
-// ban or by the (user, source) ban.
-func (l *limiter) banned(ip netip.Addr, user string) (time.Time, bool) {
-	if until, ok := l.ipBanned(ip); ok {
-		return until, true
-	}
-	if user == "" {
-		return time.Time{}, false
-	}
+// mfaLocked reports whether the account's second factor is locked.
+func (l *limiter) mfaLocked(user string) (time.Time, bool) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if s := l.pairs.peek(pairKey{user, sourceKey(ip)}, now, &l.cfg); s != nil && s.banned(now) {
-		return s.until, true
-	}
-	return time.Time{}, false
+	return l.mfa.bannedUntil(user, now)
 }

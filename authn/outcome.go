@@ -49,7 +49,16 @@ type failure struct {
 	// count: the failure counts towards lockout. Refusals while banned do
 	// not, or a ban would feed itself and never expire under retries.
 	count bool
+	// mfa: a failed second-factor answer; it also counts towards the
+	// account's TOTP lock, whatever the source.
+	mfa bool
+	// counted, if set, receives which tables the failure was counted in.
+	counted *counted
 }
+
+// MFALockDetail starts the part of an audit event's detail that says the
+// failure locked the account's second factor; alerts match it as mfa_lock.
+const MFALockDetail = "second factor locked for "
 
 // fail records a refused request (lockout, audit, log) and returns the
 // single error clients see. The ban a failure triggers is noted in its
@@ -57,7 +66,10 @@ type failure struct {
 func (a *Authenticator) fail(at *attempt, f failure) error {
 	detail := f.detail
 	if f.count && at.clientOK {
-		out := a.limit.fail(at.client.Addr(), f.user)
+		out := a.limit.fail(at.client.Addr(), f.user, f.mfa)
+		if f.counted != nil {
+			*f.counted = out.counted
+		}
 		if out.IPBan > 0 {
 			detail = appendDetail(detail, fmt.Sprintf("source %s banned for %s", sourceKey(at.client.Addr()), out.IPBan))
 			a.log.Warn("login ban", "source", sourceKey(at.client.Addr()), "duration", out.IPBan)
@@ -65,6 +77,12 @@ func (a *Authenticator) fail(at *attempt, f failure) error {
 		if out.PairBan > 0 {
 			detail = appendDetail(detail, fmt.Sprintf("user banned from this source for %s", out.PairBan))
 			a.log.Warn("login ban", "user", f.user, "source", sourceKey(at.client.Addr()), "duration", out.PairBan)
+		}
+		if out.MFALock > 0 {
+			detail = appendDetail(detail, fmt.Sprintf(MFALockDetail+"%s after %d failed codes within %s",
+				out.MFALock, a.limit.cfg.MaxMFAFailures, a.limit.cfg.MFAWindow))
+			a.log.Warn("mfa_lock", "user", f.user, "duration", out.MFALock, "failures", a.limit.cfg.MaxMFAFailures,
+				"window", a.limit.cfg.MFAWindow, "last_client", at.clientStr)
 		}
 		if out.UserBurst {
 			// In the event too, so the audit trail and alerts see the burst.
@@ -87,7 +105,7 @@ func (a *Authenticator) fail(at *attempt, f failure) error {
 // succeed records a login and wraps the principal into Permissions.
 func (a *Authenticator) succeed(at *attempt, p *Principal) *ssh.Permissions {
 	if st := a.conns.take(at.id); st.keyFailCounted {
-		a.limit.forgive(st.keyFailIP, st.keyFailUser)
+		a.limit.forgive(st.keyFailIP, st.keyFailUser, st.keyFail)
 	}
 	method := strings.Join(p.Methods, ",")
 	a.audit.Record(audit.Event{

@@ -35,7 +35,7 @@ type Alert struct {
 }
 
 // AlertEvents are the event names a webhook can subscribe to ("*" = all).
-var AlertEvents = []string{"upload_complete", "download", "denied", "login_failure_burst", "lockout", "retention_delete"}
+var AlertEvents = []string{"upload_complete", "download", "denied", "login_failure_burst", "lockout", "mfa_lock", "retention_delete"}
 
 func validateAlerts(blocks []AlertBlock, rel func(string) string) ([]Alert, error) {
 	var out []Alert

@@ -104,13 +104,19 @@ type AuditBlock struct {
 	DefRange            hcl.Range `hcl:",def_range"`
 }
 
-// LockoutBlock tunes brute-force protection.
+// LockoutBlock tunes brute-force protection (defaults: authn.DefaultLockout).
 type LockoutBlock struct {
 	MaxIPFailures   int    `hcl:"max_ip_failures,optional"`
+	MaxPairFailures int    `hcl:"max_pair_failures,optional"`
 	MaxUserFailures int    `hcl:"max_user_failures,optional"`
 	Window          string `hcl:"window,optional"`
 	BaseBan         string `hcl:"base_ban,optional"`
 	MaxBan          string `hcl:"max_ban,optional"`
+	MaxMFAFailures  int    `hcl:"max_mfa_failures,optional"`
+	MFAWindow       string `hcl:"mfa_window,optional"`
+	MFALock         string `hcl:"mfa_lock,optional"`
+	MaxMFALock      string `hcl:"max_mfa_lock,optional"`
+	MaxMFAPrompts   int    `hcl:"max_mfa_prompts,optional"`
 }
 
 // Config is the validated configuration.
@@ -351,13 +357,24 @@ func validate(path string, raw *File) (*Config, error) {
 	}
 	c.Lockout = authn.Lockout{}
 	if l := raw.Lockout; l != nil {
-		c.Lockout.MaxIPFailures = l.MaxIPFailures
-		c.Lockout.MaxUserFailures = l.MaxUserFailures
+		for _, n := range []struct {
+			v   int
+			dst *int
+			n   string
+		}{{l.MaxIPFailures, &c.Lockout.MaxIPFailures, "max_ip_failures"}, {l.MaxPairFailures, &c.Lockout.MaxPairFailures, "max_pair_failures"},
+			{l.MaxUserFailures, &c.Lockout.MaxUserFailures, "max_user_failures"}, {l.MaxMFAFailures, &c.Lockout.MaxMFAFailures, "max_mfa_failures"},
+			{l.MaxMFAPrompts, &c.Lockout.MaxMFAPrompts, "max_mfa_prompts"}} {
+			if n.v < 0 { // 0 (unset) takes the default; a negative number is a typo, not "unlimited"
+				return nil, at(whole, "lockout: %s must not be negative", n.n)
+			}
+			*n.dst = n.v
+		}
 		for _, d := range []struct {
 			s   string
 			dst *time.Duration
 			n   string
-		}{{l.Window, &c.Lockout.Window, "window"}, {l.BaseBan, &c.Lockout.BaseBan, "base_ban"}, {l.MaxBan, &c.Lockout.MaxBan, "max_ban"}} {
+		}{{l.Window, &c.Lockout.Window, "window"}, {l.BaseBan, &c.Lockout.BaseBan, "base_ban"}, {l.MaxBan, &c.Lockout.MaxBan, "max_ban"},
+			{l.MFAWindow, &c.Lockout.MFAWindow, "mfa_window"}, {l.MFALock, &c.Lockout.MFALock, "mfa_lock"}, {l.MaxMFALock, &c.Lockout.MaxMFALock, "max_mfa_lock"}} {
 			if *d.dst, err = duration(d.s, 0); err != nil {
 				return nil, at(whole, "lockout: %s: %v", d.n, err)
 			}

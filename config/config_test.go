@@ -240,3 +240,43 @@ audit {
 		t.Errorf("lock retention %s", c.Audit.LockRetention)
 	}
 }
+
+func TestLockoutKnobs(t *testing.T) {
+	src := `users_file = "u"
+storage "s" {
+  type = "local"
+  root = "d"
+}
+role "r" {
+  storage = "s"
+  home = "x/"
+  permissions = ["list"]
+}
+lockout {
+  max_ip_failures   = 7
+  max_pair_failures = 4
+  max_mfa_failures  = 6
+  mfa_window        = "20m"
+  mfa_lock          = "30m"
+  max_mfa_lock      = "2d"
+  max_mfa_prompts   = 3
+}
+`
+	c, err := Parse("/etc/sftpgw/cfg.hcl", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := c.Lockout
+	if l.MaxIPFailures != 7 || l.MaxPairFailures != 4 || l.MaxMFAFailures != 6 || l.MFAWindow != 20*time.Minute ||
+		l.MFALock != 30*time.Minute || l.MaxMFALock != 48*time.Hour || l.MaxMFAPrompts != 3 {
+		t.Errorf("lockout %+v", l)
+	}
+	if _, err := Parse("/etc/sftpgw/cfg.hcl", []byte(strings.Replace(src, "max_mfa_prompts   = 3", "max_mfa_prompts = -1", 1))); err == nil ||
+		!strings.Contains(err.Error(), "max_mfa_prompts must not be negative") {
+		t.Errorf("negative max_mfa_prompts: %v", err)
+	}
+	if _, err := Parse("/etc/sftpgw/cfg.hcl", []byte(strings.Replace(src, `"30m"`, `"soon"`, 1))); err == nil ||
+		!strings.Contains(err.Error(), "mfa_lock") {
+		t.Errorf("bad mfa_lock: %v", err)
+	}
+}

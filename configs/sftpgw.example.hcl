@@ -113,11 +113,11 @@ audit {
 
 # Alerts: signed JSON webhooks (X-Sftpgw-Signature: sha256=HMAC of the body).
 # Events: upload_complete, download, denied, login_failure_burst, lockout,
-# retention_delete, or "*". The secret comes from the environment or a 0600
+# mfa_lock, retention_delete, or "*". The secret comes from the environment or a 0600
 # file, never from this file.
 # alert "security" {
 #   url        = "https://hooks.example.com/sftpgw"
-#   events     = ["denied", "login_failure_burst", "lockout"]
+#   events     = ["denied", "login_failure_burst", "lockout", "mfa_lock"]
 #   secret_env = "SFTPGW_ALERT_SECRET" # or secret_file = "/etc/sftpgw/alert.secret"
 #   # timeout = "10s"  queue = 1000  max_attempts = 6
 # }
@@ -125,13 +125,22 @@ audit {
 # Refuse to start when a bucket posture check fails (see `sftpgw check`).
 # strict = true
 
-# Brute-force protection: failures per source address and per user.
+# Brute-force protection (docs/security-authentication.md): failures per
+# source address and per (user, source); wrong TOTP codes per account from
+# all sources together. Behind a load balancer, enable PROXY protocol, or
+# every client shares the balancer's address.
 lockout {
   max_ip_failures   = 5
+  max_pair_failures = 5
   max_user_failures = 10
   window            = "10m"
   base_ban          = "1m"
   max_ban           = "1h"
+  max_mfa_failures  = 10    # wrong codes per account within mfa_window...
+  mfa_window        = "15m"
+  mfa_lock          = "15m" # ...lock its TOTP step, doubling per repeat
+  max_mfa_lock      = "24h"
+  max_mfa_prompts   = 2     # connections of one account at the code prompt
 }
 
 # On SIGTERM: stop accepting, close idle sessions at once, let transfers in

@@ -25,7 +25,6 @@ import (
 // Authenticator decides who a connection is (see authn.Authenticator).
 type Authenticator interface {
 	Configure(*ssh.ServerConfig)
-	AllowConn(net.Addr) bool
 	Principal(*ssh.Permissions) (*authn.Principal, error)
 }
 
@@ -273,12 +272,9 @@ func (s *Server) handleConn(raw net.Conn) {
 		}
 		conn = c
 	}
+	// A banned source is not cut off here: a real user may share its
+	// address, so authn enforces bans once it knows who is asking.
 	remote := conn.RemoteAddr()
-	if !s.cfg.Auth.AllowConn(remote) {
-		s.cfg.Audit.Record(audit.Event{Time: time.Now().UTC(), Kind: "connect", Client: remote.String(),
-			Result: "denied", ErrClass: "banned", Detail: "source address is temporarily banned"})
-		return
-	}
 	select {
 	case s.unauth <- struct{}{}:
 	default:
