@@ -76,7 +76,7 @@ func TestAlertWebhooks(t *testing.T) {
 	}
 	t.Cleanup(func() { sender.Close(context.Background()) })
 	g := testgw.Start(t, testgw.Options{Audit: sender,
-		Lockout: authn.Lockout{MaxIPFailures: 2, MaxPairFailures: 2, MaxUserFailures: 2, Window: time.Minute}})
+		Lockout: authn.Lockout{MaxIPFailures: 2, MaxPairFailures: 2, MaxUserFailures: 2, Window: time.Minute, MaxMFAFailures: 1}})
 	app := g.AddUser("applicant", false)
 	partner := g.AddUser("partner", false)
 	dir := t.TempDir()
@@ -108,6 +108,14 @@ func TestAlertWebhooks(t *testing.T) {
 			c.Close()
 			t.Fatal("wrong key accepted")
 		}
+	}
+
+	// One wrong code locks the HR account's second factor (from another
+	// address, so that it is no part of the ban above).
+	hr := g.AddUser("hr", true)
+	if out, err := g.SFTPWithCode(hr, wrongCode(t, hr.Secret), "pwd\n", "-o", "NumberOfPasswordPrompts=1",
+		"-o", "BindAddress=127.0.0.2"); err == nil {
+		t.Fatalf("wrong code accepted:\n%s", out)
 	}
 
 	waitFor(t, 10*time.Second, "every kind of alert", func() bool {
@@ -143,6 +151,9 @@ func TestAlertWebhooks(t *testing.T) {
 	}
 	if d := recv.find(alerts.Lockout); len(d) != 1 || d[0].Event.User != partner.Name {
 		t.Errorf("lockout alerts %+v", d)
+	}
+	if d := recv.find(alerts.MFALock); len(d) != 1 || d[0].Event.User != hr.Name {
+		t.Errorf("mfa_lock alerts %+v", d)
 	}
 	if d := recv.find(alerts.LoginFailureBurst); len(d) != 1 {
 		t.Errorf("burst alerts %+v", d)
