@@ -76,7 +76,7 @@ type demoUser struct {
 func runDemo(args []string) error {
 	fl := flag.NewFlagSet("demo", flag.ContinueOnError)
 	dir := fl.String("dir", "./demo-data", "directory for demo data, keys and config")
-	port := fl.Int("port", 2222, "port to listen on (127.0.0.1)")
+	port := fl.Int("port", 2222, "port to listen on (127.0.0.1; 0 picks a free one)")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -101,13 +101,25 @@ func runDemo(args []string) error {
 		return err
 	}
 	knownHosts := filepath.Join(*dir, "known_hosts")
-	line := fmt.Sprintf("[127.0.0.1]:%d %s", *port, ssh.MarshalAuthorizedKey(hk.PublicKey()))
-	if err := os.WriteFile(knownHosts, []byte(line), 0o644); err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	err = serve(ctx, cfg, func(addr net.Addr) { printDemo(*dir, *port, knownHosts, users, hk) })
+	var khErr error
+	err = serve(ctx, cfg, func(addr net.Addr) {
+		// The port actually bound: --port 0 takes a free one.
+		p := *port
+		if ta, ok := addr.(*net.TCPAddr); ok {
+			p = ta.Port
+		}
+		line := fmt.Sprintf("[127.0.0.1]:%d %s", p, ssh.MarshalAuthorizedKey(hk.PublicKey()))
+		if khErr = os.WriteFile(knownHosts, []byte(line), 0o644); khErr != nil {
+			stop() // no demo without the file its printed commands use
+			return
+		}
+		printDemo(*dir, p, knownHosts, users, hk)
+	})
+	if khErr != nil {
+		return khErr
+	}
 	var oe *net.OpError
 	if errors.As(err, &oe) && oe.Op == "listen" {
 		return fmt.Errorf("%w (is another demo running? try: make demo, or sftpgw demo --port 2223)", err)
