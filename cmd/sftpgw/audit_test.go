@@ -162,6 +162,12 @@ func TestServePinnedKey(t *testing.T) {
 			[]byte(`instance       = "gw-test"
   pubkey_sha256  = "`+fp+`"`), 1)
 	}
+	// Unpinned, the fingerprint is printed even at the default log level.
+	os.WriteFile(cfg, bytes.Replace(busySrc, []byte(`log_level  = "info"`), []byte(`log_level  = "warn"`), 1), 0o600)
+	if _, errOut, _ := runCommand(t, "serve", "--config", cfg); !strings.Contains(errOut, "not pinned") ||
+		!strings.Contains(errOut, "sha256:"+fp) {
+		t.Errorf("unpinned start does not print the fingerprint:\n%s", errOut)
+	}
 	os.WriteFile(cfg, pin(busySrc, strings.Repeat("0f", 32)), 0o600)
 	out, errOut, code := runCommand(t, "serve", "--config", cfg)
 	if code == 0 || !strings.Contains(errOut, "refusing to start") || !strings.Contains(errOut, "sha256:"+fp) {

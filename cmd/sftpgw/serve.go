@@ -108,8 +108,12 @@ func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) (resul
 		// Auditors pin this fingerprint (pubkey_sha256, audit verify
 		// --pubkey-sha256); a key that is not the pinned one signs nothing.
 		pub := key.Public().(ed25519.PublicKey)
-		log.Info("audit signing key", "path", a.SigningKey, "fingerprint", "sha256:"+trail.Fingerprint(pub),
-			"pinned", a.PubKeySHA256 != "")
+		if a.PubKeySHA256 != "" {
+			log.Info("audit signing key", "path", a.SigningKey, "fingerprint", "sha256:"+trail.Fingerprint(pub), "pinned", true)
+		} else {
+			log.Warn("audit signing key not pinned: give auditors this fingerprint and set pubkey_sha256 in the audit block",
+				"path", a.SigningKey, "fingerprint", "sha256:"+trail.Fingerprint(pub))
+		}
 		if err := trail.CheckPin(pub, a.PubKeySHA256, a.SigningKey); err != nil {
 			return fmt.Errorf("refusing to start: %w", err)
 		}
@@ -149,7 +153,10 @@ func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) (resul
 	if err != nil {
 		return err
 	}
-	defer stopAlerts() // after Shutdown, so the last sessions' alerts are sent too
+	defer func() { // after Shutdown, so the last sessions' alerts are sent too
+		cancel() // background recorders first
+		stopAlerts()
+	}()
 	if err := startRetention(ctx, cfg, stores, rec, log.Named("retention")); err != nil {
 		return err
 	}
