@@ -3,8 +3,10 @@ package s3store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -387,6 +389,72 @@ func TestMTimeMetadata(t *testing.T) {
 				t.Errorf("content changed by setting the time (%d bytes, %v)", len(got), err)
 			}
 			noPending(t, c, cfg.Bucket, "")
+		})
+	}
+}
+
+// BenchmarkSetMTime measures setting a stored object's time (a server-side
+// copy onto itself) for a small and a large object; docs/file-times.md
+// quotes the figures. go test ./vfs/s3store -run - -bench SetMTime -benchtime 3x
+func BenchmarkSetMTime(b *testing.B) {
+	for _, size := range []int64{1 << 10, 1 << 30} {
+		b.Run(map[int64]string{1 << 10: "1KiB", 1 << 30: "1GiB"}[size], func(b *testing.B) {
+			cfg := testenv.S3(b)
+			s, err := s3store.New(b.Context(), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			up, err := s.Create(b.Context(), "obj", vfs.CreateOptions{SizeHint: size})
+			if err != nil {
+				b.Fatal(err)
+			}
+			chunk := storetest.Data(1 << 20)
+			for left := size; left > 0; left -= int64(len(chunk)) {
+				if _, err := up.Write(chunk[:min(int64(len(chunk)), left)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := up.Commit(b.Context()); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				if err := s.SetMTime(b.Context(), "obj", time.Unix(1577934240+int64(i), 0)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkListMTimes measures a 1000-entry listing page without and with
+// the entries' times (one HEAD per entry, 16 at a time).
+func BenchmarkListMTimes(b *testing.B) {
+	cfg := testenv.S3(b)
+	s, err := s3store.New(b.Context(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i := range 1000 {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			storetest.MustPut(b, s, fmt.Sprintf("d/%04d", i), []byte("x"))
+		}()
+	}
+	wg.Wait()
+	for _, mt := range []bool{false, true} {
+		b.Run(map[bool]string{false: "plain", true: "mtimes"}[mt], func(b *testing.B) {
+			for range b.N {
+				p, err := s.List(b.Context(), vfs.ListOptions{Prefix: "d/", MTimes: mt})
+				if err != nil || len(p.Entries) != 1000 {
+					b.Fatalf("%d entries, %v", len(p.Entries), err)
+				}
+			}
 		})
 	}
 }
