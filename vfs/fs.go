@@ -202,20 +202,21 @@ func (f *FS) stat(ctx context.Context, vp, key string) (FileInfo, error) {
 	if !errors.Is(err, ErrNotExist) {
 		return FileInfo{}, err
 	}
-	// A directory: its marker's time, or now if it has none.
-	if mk, err := f.store.Stat(ctx, dirKey(key)); err == nil {
-		return FileInfo{Name: base(vp), IsDir: true, ModTime: shownTime(mk, time.Now())}, nil
-	} else if !errors.Is(err, ErrNotExist) {
-		return FileInfo{}, err
-	}
-	page, err := f.store.List(ctx, ListOptions{Prefix: dirKey(key), Limit: 1})
+	// A directory: its marker's time, or now if it has none. Listing
+	// first keeps a new file's stat (every upload's) at two requests; the
+	// times are only fetched for the one entry found.
+	page, err := f.store.List(ctx, ListOptions{Prefix: dirKey(key), Limit: 1, MTimes: true})
 	if err != nil {
 		return FileInfo{}, err
 	}
 	if len(page.Entries) == 0 {
 		return FileInfo{}, ErrNotExist
 	}
-	return FileInfo{Name: base(vp), IsDir: true, ModTime: time.Now()}, nil
+	mt := time.Now()
+	if e := page.Entries[0]; e.Key == dirKey(key) {
+		mt = shownTime(e, mt)
+	}
+	return FileInfo{Name: base(vp), IsDir: true, ModTime: mt}, nil
 }
 
 // shownTime is the modification time clients see: the one a client set,
