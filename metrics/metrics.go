@@ -19,6 +19,7 @@ import (
 
 	"github.com/sftpgw/sftpgw/audit"
 	"github.com/sftpgw/sftpgw/audit/trail"
+	"github.com/sftpgw/sftpgw/authn"
 	"github.com/sftpgw/sftpgw/vfs"
 )
 
@@ -70,7 +71,7 @@ func New(o Options) *Metrics {
 	m.loginFailures = f.counter("sftpgw_login_failures_total",
 		"Refused authentication requests by reason (bad_key, unknown_user, bad_totp, banned, ...).", "reason")
 	m.bans = f.counter("sftpgw_bans_total",
-		"Bans imposed by the lockout: scope source (an address or /64) or user (a user from one source).", "scope")
+		"Bans imposed by the lockout: scope source (an address or /64), user (a user from one source) or mfa (an account's TOTP step, from all sources).", "scope")
 	m.ops = f.counter("sftpgw_operations_total",
 		"File operations decided by the VFS choke point, by role, operation and result (ok, denied, error).",
 		"role", "op", "result")
@@ -92,7 +93,7 @@ func New(o Options) *Metrics {
 	for _, r := range []string{"banned", "overload"} {
 		m.connRejected.WithLabelValues(r)
 	}
-	for _, s := range []string{"source", "user"} {
+	for _, s := range []string{"source", "user", "mfa"} {
 		m.bans.WithLabelValues(s)
 	}
 	bi := f.gauge("sftpgw_build_info", "Always 1; the version label names the running build.", "version")
@@ -197,6 +198,8 @@ func (m *Metrics) countBans(detail string) {
 			m.bans.WithLabelValues("user").Inc()
 		case strings.HasPrefix(part, "source ") && strings.Contains(part, " banned for "):
 			m.bans.WithLabelValues("source").Inc()
+		case strings.HasPrefix(part, authn.MFALockDetail):
+			m.bans.WithLabelValues("mfa").Inc()
 		}
 	}
 }

@@ -37,6 +37,8 @@ func TestRecorderCounts(t *testing.T) {
 		{Kind: "auth", Method: "publickey", Result: "failure", ErrClass: "bad_key"},
 		{Kind: "auth", Method: "keyboard-interactive", Result: "failure", ErrClass: "bad_totp",
 			Detail: "wrong verification code; source 192.0.2.7 banned for 1m0s; user banned from this source for 1m0s"},
+		{Kind: "auth", Method: "keyboard-interactive", Result: "failure", ErrClass: "bad_totp",
+			Detail: "wrong verification code; " + authn.MFALockDetail + "15m0s after 10 failed codes within 15m0s"},
 		{Kind: "session_start", Role: "partner", Result: "ok"},
 		{Kind: "session_start", Role: "partner", Result: "ok"},
 		{Kind: "session_end", Role: "partner", Result: "ok"},
@@ -61,10 +63,11 @@ func TestRecorderCounts(t *testing.T) {
 	check("logins publickey ok", testutil.ToFloat64(m.logins.WithLabelValues("publickey", "ok")), 1)
 	check("logins totp ok", testutil.ToFloat64(m.logins.WithLabelValues("publickey+totp", "ok")), 1)
 	check("logins publickey failure", testutil.ToFloat64(m.logins.WithLabelValues("publickey", "failure")), 1)
-	check("logins ki failure", testutil.ToFloat64(m.logins.WithLabelValues("keyboard-interactive", "failure")), 1)
-	check("failures bad_totp", testutil.ToFloat64(m.loginFailures.WithLabelValues("bad_totp")), 1)
+	check("logins ki failure", testutil.ToFloat64(m.logins.WithLabelValues("keyboard-interactive", "failure")), 2)
+	check("failures bad_totp", testutil.ToFloat64(m.loginFailures.WithLabelValues("bad_totp")), 2)
 	check("bans source", testutil.ToFloat64(m.bans.WithLabelValues("source")), 1)
 	check("bans user", testutil.ToFloat64(m.bans.WithLabelValues("user")), 1)
+	check("bans mfa", testutil.ToFloat64(m.bans.WithLabelValues("mfa")), 1)
 	check("sessions active", testutil.ToFloat64(m.sessionsActive.WithLabelValues("partner")), 1)
 	check("sessions total", testutil.ToFloat64(m.sessionsTotal.WithLabelValues("partner")), 2)
 	check("upload bytes", testutil.ToFloat64(m.bytes.WithLabelValues("partner", "upload")), 1500)

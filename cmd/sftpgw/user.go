@@ -31,7 +31,8 @@ const userUsage = `usage:
 changed, and --role must be one of its roles. Without a configuration,
 --users FILE names the users file explicitly (roles are then not checked).
 --key FILE is an OpenSSH public key file (one or more keys; "-" reads stdin).
-MFA (key + TOTP) is the default for role hr and for roles with mfa = true.
+MFA (key + TOTP) is the default for role hr and for roles with mfa = true;
+--mfa enrols a user of any role, who is then always asked for a code.
 For MFA users the TOTP secret is printed once, as an otpauth:// URI and a QR
 code, and never again. A running gateway picks up changes within seconds.
 `
@@ -248,8 +249,8 @@ func userList(args []string) error {
 				exp += " (expired)"
 			}
 		}
-		// MFA here means "enrolled"; whether it is required is the role's
-		// business. The secret itself is never shown again.
+		// MFA "yes" means enrolled, and an enrolled user is always asked
+		// for a code. The secret itself is never shown again.
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", u.Name, u.Role, len(u.Keys),
 			yesNo(u.TOTPSecret != ""), yesNo(u.Disabled), exp)
 	}
