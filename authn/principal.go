@@ -21,6 +21,7 @@ type Principal struct {
 	Client                    netip.AddrPort // from conn.RemoteAddr()
 	KeyFP                     string         // ssh.FingerprintSHA256 of the key used
 	Methods                   []string       // "publickey", "keyboard-interactive"
+	MaxSessions               int            // the role's cap on this user's sessions (0: gateway default, <0: none)
 }
 
 // principalKey is the Permissions.ExtraData key. It is unexported, so
@@ -38,7 +39,7 @@ func buildPrincipal(u *User, r *Role, client netip.AddrPort, keyFP string) (*Pri
 	p := &Principal{
 		User: u.Name, Role: r.Name, Storage: r.Storage, Home: home,
 		Perms: r.Perms, DeleteAfterDownload: r.DeleteAfterDownload,
-		Client: client, KeyFP: keyFP, Limits: r.Limits,
+		Client: client, KeyFP: keyFP, Limits: r.Limits, MaxSessions: r.MaxSessions,
 	}
 	// A user's override replaces the role's number (higher or lower).
 	if u.MaxFileSize > 0 {

@@ -22,6 +22,9 @@ type Role struct {
 	DownloadFrom        []netip.Prefix // download allowed only from these (empty: anywhere)
 	DeleteAfterDownload bool
 	Limits              vfs.Limits // upload limits; users may override the numbers
+	// MaxSessions caps one user's concurrent sessions: 0 takes the
+	// gateway's max_sessions_per_user, a negative value means no cap.
+	MaxSessions int
 }
 
 // HomeFor expands the home template for user. The result is "" (bucket

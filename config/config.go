@@ -27,22 +27,31 @@ import (
 
 // File is the HCL schema, field for field (see configs/sftpgw.example.hcl).
 type File struct {
-	Listen             string         `hcl:"listen,optional"`
-	HostKeys           []string       `hcl:"host_keys,optional"`
-	UsersFile          string         `hcl:"users_file"`
-	HandshakeTimeout   string         `hcl:"handshake_timeout,optional"`
-	IdleTimeout        string         `hcl:"idle_timeout,optional"`
-	MaxUnauthenticated int            `hcl:"max_unauthenticated,optional"`
-	MaxSessions        int            `hcl:"max_sessions,optional"`
-	LogLevel           string         `hcl:"log_level,optional"`
-	LogFormat          string         `hcl:"log_format,optional"`
-	Banner             string         `hcl:"banner,optional"`
-	AllowNonETMMACs    bool           `hcl:"allow_non_etm_macs,optional"`
-	Storage            []StorageBlock `hcl:"storage,block"`
-	Roles              []RoleBlock    `hcl:"role,block"`
-	Audit              *AuditBlock    `hcl:"audit,block"`
-	Lockout            *LockoutBlock  `hcl:"lockout,block"`
-	Alerts             []AlertBlock   `hcl:"alert,block"`
+	Listen             string   `hcl:"listen,optional"`
+	HostKeys           []string `hcl:"host_keys,optional"`
+	UsersFile          string   `hcl:"users_file"`
+	HandshakeTimeout   string   `hcl:"handshake_timeout,optional"`
+	IdleTimeout        string   `hcl:"idle_timeout,optional"`
+	MaxUnauthenticated int      `hcl:"max_unauthenticated,optional"`
+	MaxSessions        int      `hcl:"max_sessions,optional"`
+	// Connection and session limits (config/limits.go).
+	KexTimeout           string         `hcl:"kex_timeout,optional"`
+	MaxStartups          string         `hcl:"max_startups,optional"`
+	MaxUnauthPerSource   *int           `hcl:"max_unauthenticated_per_source,optional"`
+	MaxSessionsPerUser   *int           `hcl:"max_sessions_per_user,optional"`
+	MaxSessionsPerSource int            `hcl:"max_sessions_per_source,optional"`
+	MaxOpenHandles       int            `hcl:"max_open_handles,optional"`
+	SessionWriteBuffer   string         `hcl:"session_write_buffer,optional"`
+	MaxSessionLifetime   string         `hcl:"max_session_lifetime,optional"`
+	LogLevel             string         `hcl:"log_level,optional"`
+	LogFormat            string         `hcl:"log_format,optional"`
+	Banner               string         `hcl:"banner,optional"`
+	AllowNonETMMACs      bool           `hcl:"allow_non_etm_macs,optional"`
+	Storage              []StorageBlock `hcl:"storage,block"`
+	Roles                []RoleBlock    `hcl:"role,block"`
+	Audit                *AuditBlock    `hcl:"audit,block"`
+	Lockout              *LockoutBlock  `hcl:"lockout,block"`
+	Alerts               []AlertBlock   `hcl:"alert,block"`
 	// Strict refuses to start when a bucket posture check fails.
 	Strict bool `hcl:"strict,optional"`
 	// Operations (config/ops.go).
@@ -82,6 +91,7 @@ type RoleBlock struct {
 	QuotaBytes          string    `hcl:"quota_bytes,optional"`
 	QuotaFiles          int64     `hcl:"quota_files,optional"`
 	AllowedTypes        []string  `hcl:"allowed_types,optional"`
+	MaxSessionsPerUser  *int      `hcl:"max_sessions_per_user,optional"`
 	DefRange            hcl.Range `hcl:",def_range"`
 }
 
@@ -129,6 +139,7 @@ type Config struct {
 	IdleTimeout        time.Duration
 	MaxUnauthenticated int
 	MaxSessions        int
+	Conn               ConnLimits // pre-authentication and session limits
 	LogLevel           string
 	LogFormat          string
 	Banner             string
@@ -306,8 +317,13 @@ func validate(path string, raw *File) (*Config, error) {
 		if err != nil {
 			return nil, at(r.DefRange, "role %q: %v", r.Name, err)
 		}
+		maxSess, err := roleSessions(r)
+		if err != nil {
+			return nil, at(r.DefRange, "role %q: %v", r.Name, err)
+		}
 		c.Roles[r.Name] = &authn.Role{Name: r.Name, Storage: r.Storage, Home: r.Home, Perms: perms,
-			MFA: r.MFA, AllowFrom: allow, DownloadFrom: dl, DeleteAfterDownload: r.DeleteAfterDownload, Limits: lim}
+			MFA: r.MFA, AllowFrom: allow, DownloadFrom: dl, DeleteAfterDownload: r.DeleteAfterDownload, Limits: lim,
+			MaxSessions: maxSess}
 	}
 	if len(c.Roles) == 0 {
 		return nil, at(whole, "no role block: add at least one role (see configs/sftpgw.example.hcl)")
@@ -379,6 +395,9 @@ func validate(path string, raw *File) (*Config, error) {
 				return nil, at(whole, "lockout: %s: %v", d.n, err)
 			}
 		}
+	}
+	if c.Conn, err = connLimits(raw); err != nil {
+		return nil, at(whole, "%v", err)
 	}
 	if err := validateOps(c, raw, whole); err != nil {
 		return nil, err

@@ -2,12 +2,15 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sftpgw/sftpgw/audit"
+	"github.com/sftpgw/sftpgw/authn"
 	"github.com/sftpgw/sftpgw/vfs"
 )
 
@@ -16,10 +19,40 @@ import (
 // connections with a transfer in progress.
 type connActivity struct {
 	handles   atomic.Int64
+	dirs      atomic.Int64 // open directory handles: limited, but not a transfer
 	idleSince atomic.Int64 // unix nanoseconds when handles last dropped to 0
 	draining  *atomic.Bool // the server's shutdown flag
 	rec       audit.Recorder
 	sess      vfs.Session
+	// maxHandles caps file and directory handles together (0: no cap).
+	// pkg/sftp keeps any number open; the gateway announces this number
+	// in limits@openssh.com, and each upload handle holds memory.
+	maxHandles int64
+
+	principal *authn.Principal // who, for revalidation (nil: not checked)
+	start     time.Time        // login, on the server's clock
+
+	mu       sync.Mutex
+	stderrs  []io.Writer // of the channels serving SFTP, for a closing notice
+	endClass string      // why the gateway closed the session ("" : it did not)
+	endWhy   string
+}
+
+// end records why the gateway closes the session; false if it already is.
+func (a *connActivity) end(class, reason string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.endWhy != "" {
+		return false
+	}
+	a.endClass, a.endWhy = class, reason
+	return true
+}
+
+func (a *connActivity) ended() (class, reason string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.endClass, a.endWhy
 }
 
 func newConnActivity(draining *atomic.Bool, rec audit.Recorder, sess vfs.Session) *connActivity {
@@ -38,19 +71,79 @@ func (a *connActivity) open(op, path string) error {
 	if a == nil {
 		return nil
 	}
-	a.handles.Add(1)
+	n := a.handles.Add(1)
 	if a.draining != nil && a.draining.Load() {
 		a.closed()
-		vp, err := vfs.CleanPath(path)
-		if err != nil {
-			vp = path
-		}
-		a.rec.Record(audit.Event{Time: time.Now().UTC(), Kind: "file", Session: a.sess.ID, User: a.sess.User,
-			Role: a.sess.Role, Client: a.sess.Client, Op: op, Path: vp, Result: "error", ErrClass: "shutdown",
-			Detail: "refused: the gateway is shutting down"})
+		a.refuse(op, path, "error", "shutdown", "refused: the gateway is shutting down")
 		return errShuttingDown
 	}
+	if a.overLimit(n + a.dirs.Load()) {
+		a.closed()
+		return a.refuseLimit(op, path)
+	}
 	return nil
+}
+
+// openDir counts a directory handle about to be opened (OPENDIR).
+func (a *connActivity) openDir(path string) error {
+	if a == nil {
+		return nil
+	}
+	if a.overLimit(a.dirs.Add(1) + a.handles.Load()) {
+		a.dirClosed()
+		return a.refuseLimit("list", path)
+	}
+	return nil
+}
+
+// dirClosed counts a directory handle closed.
+func (a *connActivity) dirClosed() {
+	if a != nil {
+		a.dirs.Add(-1)
+	}
+}
+
+func (a *connActivity) overLimit(n int64) bool { return a.maxHandles > 0 && n > a.maxHandles }
+
+// refuseLimit audits and explains an open over the handle limit. The text
+// is a LimitError, so the client sees it (status message and stderr).
+func (a *connActivity) refuseLimit(op, path string) error {
+	err := &vfs.LimitError{Reason: fmt.Sprintf("too many open files and directories in this session (limit %d); close some and retry", a.maxHandles)}
+	a.refuse(op, path, "denied", "limit", err.Reason)
+	return err
+}
+
+func (a *connActivity) refuse(op, path, result, class, detail string) {
+	vp, err := vfs.CleanPath(path)
+	if err != nil {
+		vp = path
+	}
+	a.rec.Record(audit.Event{Time: time.Now().UTC(), Kind: "file", Session: a.sess.ID, User: a.sess.User,
+		Role: a.sess.Role, Client: a.sess.Client, Op: op, Path: vp, Result: result, ErrClass: class,
+		Detail: detail})
+}
+
+// addStderr remembers a channel's stderr for notices to the client.
+func (a *connActivity) addStderr(w io.Writer) {
+	a.mu.Lock()
+	a.stderrs = append(a.stderrs, w)
+	a.mu.Unlock()
+}
+
+// notify writes msg on the stderr of every SFTP channel (OpenSSH sftp,
+// psftp and sshfs print it) without waiting on a client that reads none.
+func (a *connActivity) notify(msg string) {
+	a.mu.Lock()
+	ws := append([]io.Writer(nil), a.stderrs...)
+	a.mu.Unlock()
+	for _, w := range ws {
+		done := make(chan struct{})
+		go func() { _, _ = io.WriteString(w, "sftpgw: "+msg+"\r\n"); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // closed counts a handle closed (or an open that failed).

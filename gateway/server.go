@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -38,11 +39,41 @@ type Config struct {
 	Uploads  *vfs.Uploads // nil: a new registry
 
 	HandshakeTimeout time.Duration // whole pre-auth phase; default 30s
-	IdleTimeout      time.Duration // no traffic at all; default 15m
-	MaxUnauthConns   int           // concurrent connections still authenticating; default 64
-	MaxSessions      int           // authenticated connections; 0 = unlimited
-	ServerVersion    string        // default "SSH-2.0-sftpgw"
-	Banner           string        // pre-auth banner text, optional
+	// KexTimeout bounds the version and key exchange (from accept, PROXY
+	// header included); default 10s, never more than HandshakeTimeout.
+	KexTimeout  time.Duration
+	IdleTimeout time.Duration // no traffic at all; default 15m
+	// Startups is the MaxStartups-style pool of handshakes in progress.
+	// Zero: DefaultStartups, or full = MaxUnauthConns when that is set.
+	Startups       Startups
+	MaxUnauthConns int // concurrent connections still authenticating (Startups.Full)
+	// MaxUnauthPerSource caps handshakes in progress per source address
+	// (IPv6: per /64); default DefaultPerSourceStartups, < 0: no cap.
+	MaxUnauthPerSource int
+	MaxSessions        int // authenticated connections; 0 = unlimited
+	// MaxSessionsPerUser caps one user's sessions; a role's MaxSessions
+	// overrides it. 0: DefaultMaxSessionsPerUser, < 0: no cap.
+	MaxSessionsPerUser int
+	// MaxSessionsPerSource caps sessions per source address; 0: no cap
+	// (behind NAT or a load balancer without PROXY protocol many users
+	// share one address).
+	MaxSessionsPerSource int
+	// MaxHandles caps open files and directories per session; 0:
+	// DefaultMaxHandles, < 0: no cap.
+	MaxHandles int
+	// SessionWriteBuffer bounds the out-of-order upload data one session
+	// may hold in memory, over all its uploads; 0: vfs's default.
+	SessionWriteBuffer int64
+	// Users, when set, is checked every RevalidateInterval: a session whose
+	// user was removed, disabled, expired, moved to another role or lost
+	// the key it logged in with is closed.
+	Users UserLookup
+	// MaxSessionLifetime closes sessions older than this; 0: no limit.
+	MaxSessionLifetime time.Duration
+	RevalidateInterval time.Duration    // default DefaultRevalidateInterval
+	Now                func() time.Time // clock for expiry and lifetime; default time.Now
+	ServerVersion      string           // default "SSH-2.0-sftpgw"
+	Banner             string           // pre-auth banner text, optional
 	// Algorithms overrides the default algorithm lists (tests, benchmarks).
 	Algorithms *ssh.Algorithms
 	// SFTPOptions tunes the SFTP layer (packet sizes).
@@ -57,8 +88,10 @@ type Server struct {
 	sshCfg   *ssh.ServerConfig
 	uploads  *vfs.Uploads
 	log      hclog.Logger
-	unauth   chan struct{}
+	preauth  *preauth
+	counts   *sessionCounts
 	active   atomic.Int64
+	loopOnce sync.Once
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -132,8 +165,34 @@ func New(cfg Config) (*Server, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 15 * time.Minute
 	}
-	if cfg.MaxUnauthConns <= 0 {
-		cfg.MaxUnauthConns = 64
+	if cfg.KexTimeout <= 0 {
+		cfg.KexTimeout = DefaultKexTimeout
+	}
+	cfg.KexTimeout = min(cfg.KexTimeout, cfg.HandshakeTimeout)
+	if cfg.Startups == (Startups{}) {
+		cfg.Startups = DefaultStartups
+		if cfg.MaxUnauthConns > 0 {
+			cfg.Startups = Startups{Start: min(DefaultStartups.Start, cfg.MaxUnauthConns), Rate: DefaultStartups.Rate, Full: cfg.MaxUnauthConns}
+		}
+	}
+	if cfg.Startups.Full < 1 || cfg.Startups.Start > cfg.Startups.Full || cfg.Startups.Rate < 0 || cfg.Startups.Rate > 100 {
+		return nil, fmt.Errorf("gateway: invalid startups %s", cfg.Startups)
+	}
+	cfg.MaxUnauthConns = cfg.Startups.Full
+	if cfg.MaxUnauthPerSource == 0 {
+		cfg.MaxUnauthPerSource = DefaultPerSourceStartups
+	}
+	if cfg.MaxSessionsPerUser == 0 {
+		cfg.MaxSessionsPerUser = DefaultMaxSessionsPerUser
+	}
+	if cfg.MaxHandles == 0 {
+		cfg.MaxHandles = DefaultMaxHandles
+	}
+	if cfg.RevalidateInterval <= 0 {
+		cfg.RevalidateInterval = DefaultRevalidateInterval
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.ServerVersion == "" {
 		cfg.ServerVersion = "SSH-2.0-sftpgw"
@@ -202,8 +261,9 @@ func New(cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		cfg: cfg, sshCfg: sc, uploads: uploads, log: cfg.Log,
-		unauth: make(chan struct{}, cfg.MaxUnauthConns),
-		ctx:    ctx, cancel: cancel,
+		preauth: newPreauth(cfg.Startups, cfg.MaxUnauthPerSource, nil),
+		counts:  newSessionCounts(),
+		ctx:     ctx, cancel: cancel,
 		lns:   map[net.Listener]struct{}{},
 		conns: map[*ssh.ServerConn]*connActivity{},
 		pre:   map[net.Conn]struct{}{},
@@ -228,6 +288,13 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.lns[ln] = struct{}{}
 	s.mu.Unlock()
+	s.loopOnce.Do(func() {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.revalidateLoop()
+		}()
+	})
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -259,10 +326,12 @@ func (s *Server) handleConn(raw net.Conn) {
 		return
 	}
 	defer s.untrackPre(raw)
+	// Version and key exchange (and the PROXY header) get the short
+	// deadline; the rest of authentication gets HandshakeTimeout overall.
+	accepted := time.Now()
+	_ = raw.SetDeadline(accepted.Add(s.cfg.KexTimeout))
 	conn := raw
 	if s.cfg.WrapConn != nil {
-		// The PROXY header is read under the handshake deadline too.
-		_ = raw.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 		c, err := s.cfg.WrapConn(raw)
 		if err != nil {
 			s.log.Warn("connection dropped", "remote", raw.RemoteAddr().String(), "reason", err.Error())
@@ -275,26 +344,33 @@ func (s *Server) handleConn(raw net.Conn) {
 	// A banned source is not cut off here: a real user may share its
 	// address, so authn enforces bans once it knows who is asking.
 	remote := conn.RemoteAddr()
-	select {
-	case s.unauth <- struct{}{}:
-	default:
+	slot, why := s.preauth.admit(ClientIP(remote), raw)
+	if slot == nil {
 		s.cfg.Audit.Record(audit.Event{Time: time.Now().UTC(), Kind: "connect", Client: remote.String(),
-			Result: "denied", ErrClass: "overload", Detail: "too many unauthenticated connections"})
+			Result: "denied", ErrClass: "overload", Detail: why})
+		// A line before the version string is allowed (RFC 4253 4.2): a
+		// person testing with nc or ssh -v sees why.
+		_, _ = io.WriteString(conn, "sftpgw: "+why+"; try again later\r\n")
 		return
 	}
 	released := false
 	release := func() {
 		if !released {
 			released = true
-			<-s.unauth
+			s.preauth.release(slot)
 		}
 	}
 	defer release()
 
-	_ = conn.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	ic := &idleConn{Conn: conn, timeout: s.cfg.IdleTimeout}
+	kc := &kexConn{Conn: conn, onKex: func() { _ = conn.SetDeadline(accepted.Add(s.cfg.HandshakeTimeout)) }}
+	ic := &idleConn{Conn: kc, timeout: s.cfg.IdleTimeout}
 	sconn, chans, reqs, err := s.handshake(ic, remote)
 	if err != nil {
+		if s.preauth.wasEvicted(slot) {
+			s.cfg.Audit.Record(audit.Event{Time: time.Now().UTC(), Kind: "connect", Client: remote.String(),
+				Result: "denied", ErrClass: "overload",
+				Detail: "handshake closed: the pool of unauthenticated connections was full and this address held the most"})
+		}
 		s.log.Debug("handshake failed", "remote", remote.String(), "error", err.Error())
 		return
 	}
@@ -309,17 +385,26 @@ func (s *Server) handleConn(raw net.Conn) {
 		s.log.Error("authenticated connection without principal", "error", err.Error())
 		return
 	}
-	if s.cfg.MaxSessions > 0 && s.active.Load() >= int64(s.cfg.MaxSessions) {
-		s.cfg.Audit.Record(audit.Event{Time: time.Now().UTC(), Kind: "connect", User: p.User, Client: remote.String(),
-			Result: "denied", ErrClass: "overload", Detail: "too many sessions"})
-		return
-	}
 	store, ok := s.cfg.Stores[p.Storage]
 	if !ok {
 		s.log.Error("role names an unknown storage block", "role", p.Role, "storage", p.Storage)
 		return
 	}
+	perUser := s.cfg.MaxSessionsPerUser
+	if p.MaxSessions != 0 {
+		perUser = p.MaxSessions
+	}
+	src := preauthKey(ClientIP(remote))
+	if class, why := s.counts.admit(p.User, src, s.cfg.MaxSessions, perUser, s.cfg.MaxSessionsPerSource); why != "" {
+		s.cfg.Audit.Record(audit.Event{Time: time.Now().UTC(), Kind: "connect", User: p.User, Role: p.Role,
+			Client: remote.String(), Result: "denied", ErrClass: class, Detail: why})
+		refuseSession(sconn, chans, reqs, why)
+		return
+	}
+	defer s.counts.release(p.User, src)
 	act := newConnActivity(&s.shutdown, s.cfg.Audit, vfs.Session{})
+	act.maxHandles = int64(max(s.cfg.MaxHandles, 0))
+	act.principal, act.start = p, s.cfg.Now()
 	if !s.track(sconn, act) {
 		return
 	}
@@ -343,7 +428,7 @@ func (s *Server) handleConn(raw net.Conn) {
 		Kex: algs.KeyExchange, Cipher: algs.Read.Cipher, Result: "ok"})
 	log := s.log.With("session", sess.ID, "user", p.User)
 	fs := vfs.New(vfs.Options{Store: store, StoreName: p.Storage, Session: sess, Audit: s.cfg.Audit,
-		Uploads: s.uploads, Log: log})
+		Uploads: s.uploads, Log: log, SessionWindow: s.cfg.SessionWriteBuffer})
 
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
@@ -389,8 +474,7 @@ func (s *Server) handleConn(raw net.Conn) {
 	}
 	cancel()
 	chWG.Wait()
-	s.cfg.Audit.Record(audit.Event{Time: time.Now().UTC(), Kind: "session_end", Session: sess.ID, User: p.User,
-		Role: p.Role, Client: sess.Client, DurationMS: float64(time.Since(start).Milliseconds()), Result: "ok"})
+	s.cfg.Audit.Record(sessionEnd(act, start, time.Now()))
 }
 
 // maxChannelsPerConn caps the session channels open at once on one
@@ -426,6 +510,7 @@ func (s *Server) serveChannel(ctx context.Context, ch ssh.Channel, reqs <-chan *
 		switch {
 		case r.Type == "subsystem" && subsystemName(r.Payload) == "sftp":
 			_ = r.Reply(true, nil)
+			act.addStderr(ch.Stderr())
 			go func() {
 				for r := range reqs { // nothing else is allowed once SFTP runs
 					if r.WantReply {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -91,6 +92,7 @@ func toStatus(err error) error {
 func (h *handlers) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
 	defer h.recovered("download", r.Filepath, &err, nil)
 	if err := h.act.open("download", r.Filepath); err != nil {
+		h.notes.tell(err)
 		return nil, err
 	}
 	rd, err := h.fs.OpenRead(h.ctx, r.Filepath)
@@ -114,6 +116,7 @@ func (h *handlers) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
 func (h *handlers) openWrite(r *sftp.Request) (_ *writerAt, err error) {
 	defer h.recovered("upload", r.Filepath, &err, nil)
 	if err := h.act.open("upload", r.Filepath); err != nil {
+		h.notes.tell(err)
 		return nil, err
 	}
 	fl := r.Pflags()
@@ -265,11 +268,17 @@ func (h *handlers) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
 	defer h.recovered(methodOp(r.Method), r.Filepath, &err, nil)
 	switch r.Method {
 	case "List":
-		l, err := h.fs.List(h.ctx, r.Filepath)
-		if err != nil {
+		// An open directory is a handle too: counted against the limit.
+		if err := h.act.openDir(r.Filepath); err != nil {
+			h.notes.tell(err)
 			return nil, toStatus(err)
 		}
-		return &listerAt{l: l, g: h.guard, path: r.Filepath}, nil
+		l, err := h.fs.List(h.ctx, r.Filepath)
+		if err != nil {
+			h.act.dirClosed()
+			return nil, toStatus(err)
+		}
+		return &listerAt{l: l, g: h.guard, path: r.Filepath, act: h.act}, nil
 	case "Stat", "Lstat":
 		fi, err := h.fs.Stat(h.ctx, r.Filepath)
 		if err != nil {
@@ -360,6 +369,8 @@ type listerAt struct {
 	sent int64
 	g    *guard
 	path string
+	act  *connActivity
+	once sync.Once
 }
 
 func (a *listerAt) ListAt(out []os.FileInfo, off int64) (n int, err error) {
@@ -380,6 +391,7 @@ func (a *listerAt) ListAt(out []os.FileInfo, off int64) (n int, err error) {
 
 func (a *listerAt) Close() (err error) {
 	defer a.g.recovered("list", a.path, &err, nil)
+	a.once.Do(a.act.dirClosed)
 	return a.l.Close()
 }
 

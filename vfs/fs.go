@@ -39,6 +39,9 @@ type Options struct {
 	Log       hclog.Logger
 	// WriteWindow bounds the memory used to reorder out-of-order writes.
 	WriteWindow int64
+	// SessionWindow bounds the same memory over all of the session's
+	// uploads together (default DefaultSessionWindow).
+	SessionWindow int64
 }
 
 // FS is one session's view of a store. Every exported method resolves the
@@ -52,12 +55,17 @@ type FS struct {
 	uploads *Uploads
 	log     hclog.Logger
 	window  int64
+	budget  windowBudget // reorder memory of all this session's uploads
 	quota   quotaState
 }
 
 // DefaultWriteWindow is enough for pkg/sftp's reordering of a stock client's
 // pipelined writes (tens of requests of up to 256 KiB).
 const DefaultWriteWindow = 16 << 20
+
+// DefaultSessionWindow is the reorder memory of a whole session: one
+// upload may use all of it, and 16 open uploads cannot hold 16 times it.
+const DefaultSessionWindow = 16 << 20
 
 // New returns the FS for one session.
 func New(o Options) *FS {
@@ -73,7 +81,11 @@ func New(o Options) *FS {
 	if o.WriteWindow <= 0 {
 		o.WriteWindow = DefaultWriteWindow
 	}
-	return &FS{store: o.Store, name: o.StoreName, sess: o.Session, rec: o.Audit, uploads: o.Uploads, log: o.Log, window: o.WriteWindow}
+	if o.SessionWindow <= 0 {
+		o.SessionWindow = DefaultSessionWindow
+	}
+	return &FS{store: o.Store, name: o.StoreName, sess: o.Session, rec: o.Audit, uploads: o.Uploads, log: o.Log,
+		window: o.WriteWindow, budget: windowBudget{max: o.SessionWindow}}
 }
 
 // Session returns the session this FS acts for.

@@ -12,6 +12,7 @@ var (
 	errNotSequential = errors.New("random-access writes are not supported: files must be uploaded sequentially from the start (resume and in-place edits are refused; nothing was changed)")
 	errWindow        = errors.New("upload refused: client wrote too far ahead of the data received so far")
 	errGap           = errors.New("upload refused: the file has a gap (a range was never written); nothing was stored")
+	errSessionWindow = &LimitError{Reason: "upload refused: this session's uploads together hold too much data written ahead of order; upload fewer files at once"}
 	errAborted       = errors.New("transfer aborted")
 	errRemoved       = fmt.Errorf("%w: the file was removed during its upload; nothing was stored", errAborted)
 )
@@ -165,6 +166,7 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 			}
 			delete(w.pending, w.next)
 			w.buffered -= int64(len(chunk))
+			w.fs.budget.give(int64(len(chunk)))
 			if err := w.write(chunk); err != nil {
 				return 0, err
 			}
@@ -176,13 +178,23 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 	default:
 		if old, ok := w.pending[off]; ok {
 			w.buffered -= int64(len(old)) // a client retrying the same chunk
+			w.fs.budget.give(int64(len(old)))
+			delete(w.pending, off)
 		}
 		if w.buffered+int64(len(p)) > w.max {
 			w.fail(errWindow)
 			return 0, w.err
 		}
+		if !w.fs.budget.take(int64(len(p))) {
+			w.dropSpare() // our own kept copies first, then refuse
+			if !w.fs.budget.take(int64(len(p))) {
+				w.fail(errSessionWindow)
+				return 0, w.err
+			}
+		}
 		// Refuse an oversized file at its first far chunk, not at the end.
 		if err := w.lim.reserve(off + int64(len(p))); err != nil {
+			w.fs.budget.give(int64(len(p)))
 			w.fail(err)
 			return 0, w.err
 		}
@@ -205,6 +217,7 @@ func (w *Writer) spareBuf(n int) []byte {
 	for i := len(w.spare) - 1; i >= 0; i-- {
 		if b := w.spare[i]; cap(b) >= n {
 			w.spare = append(w.spare[:i], w.spare[i+1:]...)
+			w.fs.budget.give(int64(cap(b)))
 			return b[:0]
 		}
 	}
@@ -214,9 +227,19 @@ func (w *Writer) spareBuf(n int) []byte {
 // recycle keeps a drained copy for reuse (Upload.Write does not retain
 // its argument); called with mu held.
 func (w *Writer) recycle(b []byte) {
-	if len(w.spare) < maxSpare {
+	// Kept copies count against the session's budget too, and only up to
+	// half of it: they must not crowd out data waiting for its turn.
+	if len(w.spare) < maxSpare && w.fs.budget.takeSpare(int64(cap(b))) {
 		w.spare = append(w.spare, b[:0])
 	}
+}
+
+// dropSpare frees the kept copies; called with mu held.
+func (w *Writer) dropSpare() {
+	for _, b := range w.spare {
+		w.fs.budget.give(int64(cap(b)))
+	}
+	w.spare = nil
 }
 
 // write appends to the upload; called with mu held.
@@ -237,7 +260,9 @@ func (w *Writer) write(p []byte) error {
 func (w *Writer) fail(err error) {
 	if w.err == nil {
 		w.err = err
-		w.pending, w.spare, w.buffered = nil, nil, 0
+		w.fs.budget.give(w.buffered)
+		w.dropSpare()
+		w.pending, w.buffered = nil, 0
 		_ = w.up.Abort(context.WithoutCancel(w.ctx))
 		w.lim.release()
 	}
@@ -308,6 +333,7 @@ func (w *Writer) Close() error {
 	}
 	w.done = true
 	defer w.fs.uploads.remove(w.fs.name, w.key, w)
+	defer w.dropSpare()
 	if w.err == nil && len(w.pending) > 0 {
 		w.fail(errGap)
 	}
@@ -336,4 +362,38 @@ func (w *Writer) Close() error {
 	w.ev.bytes = w.next
 	w.fs.finish(w.ev, w.err)
 	return w.err
+}
+
+// windowBudget is the reorder memory left to one session's uploads.
+type windowBudget struct {
+	mu   sync.Mutex
+	used int64
+	max  int64
+}
+
+func (b *windowBudget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.max {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+// takeSpare takes n only while at most half the budget is in use.
+func (b *windowBudget) takeSpare(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.max/2 {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+func (b *windowBudget) give(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
 }

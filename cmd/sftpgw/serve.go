@@ -180,7 +180,11 @@ func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) (resul
 	srv, err := gateway.New(gateway.Config{
 		HostKeys: signers, Auth: auth, Stores: stores, Audit: rec, Log: log.Named("gateway"),
 		HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
-		MaxUnauthConns: cfg.MaxUnauthenticated, MaxSessions: cfg.MaxSessions, Banner: cfg.Banner,
+		MaxSessions: cfg.MaxSessions, Banner: cfg.Banner,
+		KexTimeout: cfg.Conn.KexTimeout, Startups: cfg.Conn.Startups, MaxUnauthPerSource: cfg.Conn.MaxUnauthPerSource,
+		MaxSessionsPerUser: cfg.Conn.MaxSessionsPerUser, MaxSessionsPerSource: cfg.Conn.MaxSessionsPerSrc,
+		MaxHandles: cfg.Conn.MaxOpenHandles, SessionWriteBuffer: cfg.Conn.SessionWriteBuffer,
+		Users: users, MaxSessionLifetime: cfg.Conn.MaxSessionLifetime,
 		WrapConn: wrapConn(cfg, log), Algorithms: algorithms(cfg, log),
 	})
 	if err != nil {

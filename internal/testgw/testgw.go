@@ -242,7 +242,7 @@ func Start(t testing.TB, o Options) *Gateway {
 		signer, _ = ssh.NewSignerFromKey(hk)
 	}
 	gc := gateway.Config{HostKeys: []ssh.Signer{signer}, Auth: g.Auth, Stores: o.Stores, Audit: rec, Log: log,
-		WrapConn: o.WrapConn}
+		WrapConn: o.WrapConn, Users: db}
 	if o.Tweak != nil {
 		o.Tweak(&gc)
 	}
