@@ -123,6 +123,7 @@ role "bench" {
   storage     = "files"
   home        = "bench/"
   permissions = ["*"]
+  max_sessions_per_user = 0 # sshload holds 200 sessions of this one user
 }
 
 role "benchmfa" {

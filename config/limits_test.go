@@ -3,6 +3,9 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sftpgw/sftpgw/gateway"
 )
 
 func roleCfg(extra string) string {
@@ -64,5 +67,53 @@ func TestExampleApplicantLimits(t *testing.T) {
 	}
 	if !c.Roles["partner"].Limits.IsZero() {
 		t.Errorf("partner limited: %+v", c.Roles["partner"].Limits)
+	}
+}
+
+func TestConnLimits(t *testing.T) {
+	c, err := Parse("cfg.hcl", []byte(roleCfg("")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := c.Conn
+	if l.KexTimeout != gateway.DefaultKexTimeout || l.Startups != gateway.DefaultStartups ||
+		l.MaxUnauthPerSource != 10 || l.MaxSessionsPerUser != 16 || l.MaxSessionsPerSrc != 0 ||
+		l.MaxOpenHandles != 16 || l.SessionWriteBuffer != 16<<20 || l.MaxSessionLifetime != 24*time.Hour {
+		t.Errorf("defaults %+v", l)
+	}
+	if c.Roles["applicant"].MaxSessions != 0 {
+		t.Errorf("role without max_sessions_per_user: %d, want 0 (the global value)", c.Roles["applicant"].MaxSessions)
+	}
+	src := `kex_timeout = "5s"
+max_startups = "5:50:40"
+max_unauthenticated_per_source = 0
+max_sessions_per_user = 0
+max_sessions_per_source = 20
+max_open_handles = 8
+session_write_buffer = "8MiB"
+max_session_lifetime = "0s"
+` + roleCfg("  max_sessions_per_user = 4")
+	if c, err = Parse("cfg.hcl", []byte(src)); err != nil {
+		t.Fatal(err)
+	}
+	l = c.Conn
+	want := ConnLimits{KexTimeout: 5 * time.Second, Startups: gateway.Startups{Start: 5, Rate: 50, Full: 40},
+		MaxUnauthPerSource: -1, MaxSessionsPerUser: -1, MaxSessionsPerSrc: 20, MaxOpenHandles: 8,
+		SessionWriteBuffer: 8 << 20}
+	if l != want {
+		t.Errorf("got %+v\nwant %+v", l, want)
+	}
+	if n := c.Roles["applicant"].MaxSessions; n != 4 {
+		t.Errorf("role max_sessions_per_user %d, want 4", n)
+	}
+	// The older max_unauthenticated still sets the pool.
+	if c, err = Parse("cfg.hcl", []byte("max_unauthenticated = 64\n"+roleCfg(""))); err != nil || c.Conn.Startups != (gateway.Startups{Start: 10, Rate: 30, Full: 64}) {
+		t.Errorf("max_unauthenticated = 64: %+v %v", c, err)
+	}
+	for _, bad := range []string{`max_startups = "50:30:10"`, `kex_timeout = "0s"`, `max_sessions_per_user = -1`,
+		`session_write_buffer = "1KiB"`, `max_open_handles = -2`, `max_session_lifetime = "soon"`} {
+		if _, err := Parse("cfg.hcl", []byte(bad+"\n"+roleCfg(""))); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
 	}
 }

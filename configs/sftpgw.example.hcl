@@ -13,9 +13,18 @@ host_keys = ["/var/lib/sftpgw/ssh_host_ed25519_key"]
 users_file = "/etc/sftpgw/users.hcl"
 
 handshake_timeout   = "30s" # whole pre-authentication phase
+kex_timeout         = "10s" # version and key exchange (a silent socket is closed then)
 idle_timeout        = "15m" # a connection that moves no bytes is closed
-max_unauthenticated = 64    # concurrent connections still authenticating
-max_sessions        = 0     # authenticated connections, 0 = unlimited
+# Connections not yet authenticated (docs/security-limits.md): OpenSSH's
+# MaxStartups start:rate:full, and a cap per source address (IPv6: /64).
+max_startups                   = "10:30:100"
+max_unauthenticated_per_source = 10
+max_sessions            = 0     # authenticated connections, 0 = unlimited
+max_sessions_per_user   = 16    # 0 = unlimited; a role may set its own
+max_sessions_per_source = 0     # 0 = unlimited (NAT, load balancers without PROXY)
+max_open_handles        = 16    # open files and directories per session
+session_write_buffer    = "16MiB" # out-of-order upload data held per session
+max_session_lifetime    = "24h" # "0s" = no limit
 log_level           = "info" # trace, debug, info, warn, error
 log_format          = "json" # text or json
 banner              = "Authorised use only. All activity is logged.\n"
@@ -66,6 +75,7 @@ role "applicant" {
   quota_bytes   = "200MiB"
   quota_files   = 50
   allowed_types = ["pdf", "jpeg", "png", "docx", "odt", "txt"]
+  max_sessions_per_user = 4
 }
 
 # HR collects documents from every applicant: key + TOTP, downloads only
