@@ -15,6 +15,7 @@ import (
 
 	"github.com/sftpgw/sftpgw/audit"
 	"github.com/sftpgw/sftpgw/authn"
+	"github.com/sftpgw/sftpgw/gateway"
 	"github.com/sftpgw/sftpgw/internal/testgw"
 	"github.com/sftpgw/sftpgw/metrics"
 )
@@ -334,7 +335,9 @@ func TestHostileSFTPFraming(t *testing.T) {
 }
 
 // TestHostileHandles opens many upload handles and drops the connection
-// without closing them: every upload is aborted, nothing is stored.
+// without closing them: opens beyond the session's handle limit (16, what
+// limits@openssh.com announces) are refused with a reason and audited,
+// every open upload is aborted, nothing is stored.
 func TestHostileHandles(t *testing.T) {
 	g := testgw.Start(t, testgw.Options{})
 	u := g.AddUser("partner", false)
@@ -344,23 +347,35 @@ func TestHostileHandles(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newHostile(t, sc, true)
-	const n = 500
+	const n, limit = 500, gateway.DefaultMaxHandles
 	for i := range n {
-		hd := h.open(fmt.Sprintf("open-%03d", i), hFlagWrite|hFlagCreat|hFlagTrunc)
+		name := fmt.Sprintf("open-%03d", i)
+		if i >= limit {
+			typ, body, err := h.req(hOpen, hStr(name), u32(hFlagWrite|hFlagCreat|hFlagTrunc), u32(0))
+			code, msg, _ := hStatusOf(typ, body)
+			if err != nil || code != hFailure || !strings.Contains(msg, "too many open files") {
+				t.Fatalf("open %d over the limit: type %d status %d %q, %v", i, typ, code, msg, err)
+			}
+			continue
+		}
+		hd := h.open(name, hFlagWrite|hFlagCreat|hFlagTrunc)
 		if i%2 == 0 { // half of them with data, some of it out of order
 			h.req(hWrite, hStr(hd), u64(4096), hStr(strings.Repeat("b", 4096)))
 		}
 	}
-	if got := g.Server.Uploads().Active(); got != n {
-		t.Errorf("%d uploads registered, want %d", got, n)
+	if got := g.Server.Uploads().Active(); got != limit {
+		t.Errorf("%d uploads registered, want %d", got, limit)
+	}
+	if got := len(g.Events.Find(audit.Event{Op: "upload", Result: "denied", ErrClass: "limit"})); got != n-limit {
+		t.Errorf("%d refused opens audited, want %d", got, n-limit)
 	}
 	sc.Close()
 	waitFor(t, 30*time.Second, "all uploads aborted", func() bool { return g.Server.Uploads().Active() == 0 })
 	if keys := allKeys(t, c, bucket); len(keys) != 0 {
 		t.Errorf("abandoned handles left objects: %v", keys[:min(5, len(keys))])
 	}
-	if got := len(g.Events.Find(audit.Event{Op: "upload", Result: "error"})); got != n {
-		t.Errorf("%d aborted-upload events, want %d", got, n)
+	if got := len(g.Events.Find(audit.Event{Op: "upload", Result: "error"})); got != limit {
+		t.Errorf("%d aborted-upload events, want %d", got, limit)
 	}
 }
 
