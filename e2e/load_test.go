@@ -182,13 +182,17 @@ func TestLoad(t *testing.T) {
 }
 
 // sessionGoroutines returns the stacks of goroutines in SSH, SFTP or VFS
-// code, other than the gateway's accept loop.
+// code, other than the gateway's accept loop and revalidation ticker.
 func sessionGoroutines() []string {
 	buf := make([]byte, 64<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	var out []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
 		if strings.Contains(g, "(*Server).Serve(") && !strings.Contains(g, "pkg/sftp") {
+			continue
+		}
+		// The server's session revalidation ticker lives until Shutdown.
+		if strings.Contains(g, "(*Server).revalidateLoop(") {
 			continue
 		}
 		// A multipart abort that failed during an earlier test's store

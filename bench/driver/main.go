@@ -155,6 +155,7 @@ func run() error {
 		fn   func() error
 	}{
 		{"200 idle sessions", d.idleSessions},
+		{"100 sessions x 16 upload handles out of order", d.handleMemory},
 		{"small files", d.smallFiles},
 		{"10k listing", d.listing},
 		{"memory (idle after load)", d.idleAfter},
@@ -439,6 +440,71 @@ func (d *driver) idleSessions() error {
 	d.res.add("rss_200_sessions", "gateway", "MiB", mib(v))
 	d.res.add("rss_per_session", "gateway", "KiB", math.Round(float64(v-before)/200))
 	d.logf("gateway RSS with 200 idle sessions: %.1f MiB (%.0f KiB each)", mib(v), float64(v-before)/200)
+	return nil
+}
+
+// handleSessions, handlesPerSession and handleAhead are the memory worst
+// case of an authenticated client: every session opens all the handles
+// the gateway allows and writes ahead of order on each. The gateway bounds
+// it by its per-session reorder budget (session_write_buffer, 16 MiB).
+const (
+	handleSessions    = 100
+	handlesPerSession = 16
+	handleAhead       = 2 << 20 // 32 MiB tried per session, twice the budget
+)
+
+// handleMemoryBoundMiB is the stated bound for that case: 100 sessions x
+// the 16 MiB budget, plus 2 MiB per session for SSH/SFTP buffers and
+// bookkeeping, plus the idle gateway (64 MiB at most).
+const handleMemoryBoundMiB = handleSessions*(16+2) + 64
+
+func (d *driver) handleMemory() error {
+	before, err := rssKiB(d.gw.PID)
+	if err != nil {
+		return err
+	}
+	s := sampleRSS(d.gw.PID)
+	cmd := exec.Command(filepath.Join(d.bin, "sshload"), "handles", "-key", d.key, "-n", fmt.Sprint(handleSessions),
+		"-handles", fmt.Sprint(handlesPerSession), "-ahead", fmt.Sprint(handleAhead),
+		"-addr", d.gw.Host+":"+d.gw.Port, "-user", d.gw.User, "-hostkey", d.gwHostKey)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	var se strings.Builder
+	cmd.Stderr = &se
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	var sum struct {
+		Open     int64 `json:"handles_open"`
+		Accepted int64 `json:"bytes_ahead_accepted"`
+		Refused  int64 `json:"handles_refused_writing"`
+	}
+	if err := json.Unmarshal([]byte(line), &sum); err != nil {
+		stdin.Close()
+		_ = cmd.Wait()
+		return fmt.Errorf("sshload handles: %q: %s", line, lastLines(se.String(), 5))
+	}
+	time.Sleep(time.Second)
+	v, err := rssKiB(d.gw.PID)
+	peak := s.Stop()
+	stdin.Close()
+	werr := cmd.Wait()
+	if err != nil {
+		return err
+	}
+	if werr != nil {
+		return fmt.Errorf("sshload handles: %v: %s", werr, lastLines(se.String(), 5))
+	}
+	peak = max(peak, v)
+	d.res.add("rss_100x16_handles", "gateway", "MiB", mib(peak))
+	d.res.Meta["handles_open"] = sum.Open
+	d.res.Meta["handles_refused_writing"] = sum.Refused
+	d.res.Meta["reorder_bytes_held_mib"] = math.Round(float64(sum.Accepted) / (1 << 20))
+	d.logf("gateway RSS peak with %d sessions x %d upload handles written %d MiB out of order: %.1f MiB (from %.1f; bound %d MiB); "+
+		"%d handles open, %d refused a write over the session budget, %.0f MiB held",
+		handleSessions, handlesPerSession, handleAhead>>20, mib(peak), mib(before), handleMemoryBoundMiB,
+		sum.Open, sum.Refused, float64(sum.Accepted)/(1<<20))
 	return nil
 }
 
@@ -841,6 +907,8 @@ func (r *results) evaluate() {
 		{Name: "RSS growth per active upload <= 32 MiB", Value: r.maxOf("put_1g_rss_growth", "gateway"), Limit: 32, Unit: "MiB"},
 		{Name: "RSS growth per active download <= 32 MiB", Value: r.maxOf("get_1g_rss_growth", "gateway"), Limit: 32, Unit: "MiB"},
 		{Name: "RSS with 200 idle sessions <= 200 MiB", Value: r.med("rss_200_sessions", "gateway"), Limit: 200, Unit: "MiB"},
+		{Name: fmt.Sprintf("RSS, %d sessions x %d handles out of order <= %d MiB", handleSessions, handlesPerSession, handleMemoryBoundMiB),
+			Value: r.med("rss_100x16_handles", "gateway"), Limit: handleMemoryBoundMiB, Unit: "MiB"},
 		{Name: "login p50 (key) <= 20 ms", Value: r.med("login_key_p50", "gateway"), Limit: 20, Unit: "ms"},
 		{Name: "login p50 (key+TOTP) <= 20 ms", Value: r.med("login_totp_p50", "gateway"), Limit: 20, Unit: "ms"},
 		{Name: "ls of 10k objects <= 1 s", Value: r.med("list_10k", "gateway"), Limit: 1, Unit: "s"},
@@ -892,6 +960,7 @@ func (r *results) labels() map[string]string {
 		"rss_idle":            "RSS idle",
 		"rss_200_sessions":    "RSS, 200 idle sessions",
 		"rss_per_session":     "  per idle session",
+		"rss_100x16_handles":  "RSS peak, 100 sessions x 16 handles out of order",
 		"rss_idle_after_load": "RSS idle after the run",
 	}
 }

@@ -4,11 +4,16 @@
 //	sshload login -addr H:P -key FILE -user NAME [-n 200] [-hostkey FILE.pub]
 //	sshload login -addr H:P -key FILE -totp FILE [-n 200]   (one MFA user per login)
 //	sshload hold  -addr H:P -key FILE -user NAME [-n 200]
+//	sshload handles -addr H:P -key FILE -user NAME [-n 100] [-handles 16] [-ahead 2097152]
 //
 // A login is: TCP connect, key exchange, public-key (and TOTP) auth, open a
 // session channel, start the sftp subsystem and finish SFTP INIT/VERSION.
 // login prints a JSON object of latencies in milliseconds. hold opens n such
-// sessions, prints "ready" and keeps them open until stdin closes.
+// sessions, prints "ready" and keeps them open until stdin closes. handles
+// opens n sessions, each with -handles upload handles, and writes -ahead
+// bytes to every handle out of order (never the first chunk, so all of it
+// waits in the gateway's reorder memory); it prints a JSON summary and
+// keeps everything open until stdin closes (the uploads are then aborted).
 package main
 
 import (
@@ -21,6 +26,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -53,7 +59,9 @@ func run(args []string) error {
 	totpFile := fl.String("totp", "", `file of "name secret keyfile" lines: key+TOTP logins, one user each`)
 	hostKey := fl.String("hostkey", "", "server host public key (.pub); empty: not checked")
 	n := fl.Int("n", 200, "logins or sessions")
-	par := fl.Int("parallel", 8, "connections opened at once (hold)")
+	par := fl.Int("parallel", 8, "connections opened at once (hold, handles)")
+	perSess := fl.Int("handles", 16, "upload handles per session (handles)")
+	ahead := fl.Int64("ahead", 2<<20, "bytes written out of order to each handle (handles)")
 	if err := fl.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -109,6 +117,8 @@ func run(args []string) error {
 		return login(*addr, *n, cfgFor)
 	case "hold":
 		return hold(*addr, *n, *par, cfgFor)
+	case "handles":
+		return handles(*addr, *n, *par, *perSess, *ahead, cfgFor)
 	}
 	return fmt.Errorf("unknown command %q", cmd)
 }
@@ -215,6 +225,77 @@ func hold(addr string, n, par int, cfgFor func(int) *ssh.ClientConfig) error {
 		}
 	}
 	fmt.Println("ready")
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	return nil
+}
+
+// handles is the memory worst case of item 7: many sessions, every one
+// with all its handles holding out-of-order data.
+func handles(addr string, n, par, perSess int, ahead int64, cfgFor func(int) *ssh.ClientConfig) error {
+	const chunk = 255 << 10 // what OpenSSH sends with limits@openssh.com
+	sessions := make([]*session, n)
+	errs := make([]error, n)
+	var opened, refusedOpens, accepted, refused atomic.Int64
+	sem := make(chan struct{}, par)
+	var wg sync.WaitGroup
+	buf := make([]byte, chunk)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, err := ssh.Dial("tcp", addr, cfgFor(i))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			sc, err := sftp.NewClient(c, sftp.MaxPacketUnchecked(chunk))
+			if err != nil {
+				c.Close()
+				errs[i] = err
+				return
+			}
+			sessions[i] = &session{c, sc}
+			for h := range perSess {
+				f, err := sc.OpenFile(fmt.Sprintf("rss-%03d-%02d", i, h), os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+				if err != nil {
+					refusedOpens.Add(1)
+					continue
+				}
+				opened.Add(1)
+				// Offsets chunk, 2*chunk, ...: the gap at 0 is never filled.
+				for off := int64(chunk); off <= ahead; off += chunk {
+					if _, err := f.WriteAt(buf, off); err != nil {
+						refused.Add(1)
+						break
+					}
+					accepted.Add(chunk)
+				}
+				// The handle stays open: closing it would free its data.
+			}
+		}()
+	}
+	wg.Wait()
+	defer func() {
+		for _, s := range sessions {
+			if s != nil {
+				s.Close()
+			}
+		}
+	}()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(map[string]any{
+		"sessions": n, "handles_open": opened.Load(), "handles_refused": refusedOpens.Load(),
+		"bytes_ahead_accepted": accepted.Load(), "handles_refused_writing": refused.Load(),
+	}); err != nil {
+		return err
+	}
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 	return nil
 }
