@@ -154,7 +154,9 @@ metrics {
 func startBinGateway(t *testing.T, grace string, n int) (*binGateway, []*testgw.User) {
 	t.Helper()
 	needTool(t, "sftp")
-	b := &binGateway{t: t, bin: sftpgwBinary(t), dir: t.TempDir(), sshPort: opsFreePort(t), metricsPort: opsFreePort(t),
+	// Ports 0 in the config: the gateway binds free ones and logs them, so
+	// no port is picked here and lost to another process before the start.
+	b := &binGateway{t: t, bin: sftpgwBinary(t), dir: t.TempDir(),
 		files: testenv.S3(t), logs: testenv.S3(t), instance: "gw-" + randomSuffixOps(), grace: grace, log: &opsBuffer{},
 		exited: make(chan struct{})}
 	b.cfgPath = filepath.Join(b.dir, "sftpgw.hcl")
@@ -190,6 +192,8 @@ func startBinGateway(t *testing.T, grace string, n int) (*binGateway, []*testgw.
 	})
 	b.waitLog(`"@message":"metrics and health listening"`, 20*time.Second)
 	b.waitLog(`"@message":"listening"`, 5*time.Second)
+	b.metricsPort = b.loggedPort("metrics and health listening")
+	b.sshPort = b.loggedPort("listening")
 	pub, err := os.ReadFile(filepath.Join(b.dir, "host_key.pub"))
 	if err != nil {
 		t.Fatal(err)
@@ -223,6 +227,23 @@ func (b *binGateway) waitLog(sub string, d time.Duration) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// loggedPort is the port in the "address" of the first log line with msg.
+func (b *binGateway) loggedPort(msg string) int {
+	b.t.Helper()
+	re := regexp.MustCompile(`"address":"127\.0\.0\.1:([0-9]+)"`)
+	for _, line := range strings.Split(b.log.String(), "\n") {
+		if !strings.Contains(line, `"@message":"`+msg+`"`) {
+			continue
+		}
+		if m := re.FindStringSubmatch(line); m != nil {
+			p, _ := strconv.Atoi(m[1])
+			return p
+		}
+	}
+	b.t.Fatalf("no address logged with %q:\n%s", msg, b.log.String())
+	return 0
 }
 
 func (b *binGateway) logCount(sub string) int { return strings.Count(b.log.String(), sub) }

@@ -174,7 +174,17 @@ func sshWithPrefix(addr, from string, prefix []byte, u *testgw.User, host ssh.Pu
 // Health checks send a PROXY v2 LOCAL header, as in production.
 func startHAProxy(t *testing.T, backends ...string) int {
 	t.Helper()
-	port := opsFreePort(t)
+	// HAProxy inherits a listening socket of ours (bind fd@3): no port is
+	// picked free, released and possibly taken by another process first.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lnFile, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
 	var b strings.Builder
 	fmt.Fprintf(&b, `global
   maxconn 200
@@ -184,11 +194,11 @@ defaults
   timeout client 2m
   timeout server 2m
 frontend sftp
-  bind 127.0.0.1:%d
+  bind fd@3
   default_backend gateways
 backend gateways
   balance roundrobin
-`, port)
+`)
 	for i, be := range backends {
 		fmt.Fprintf(&b, "  server gw%d %s send-proxy-v2 check check-send-proxy inter 2s\n", i+1, be)
 	}
@@ -198,9 +208,14 @@ backend gateways
 		t.Fatal(err)
 	}
 	cmd := exec.Command("haproxy", "-db", "-f", cfg)
+	cmd.ExtraFiles = []*os.File{lnFile} // fd 3
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	// HAProxy has its own copy now; until it accepts, the kernel queues.
+	lnFile.Close()
+	ln.Close()
+	if err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan struct{})
@@ -232,14 +247,4 @@ backend gateways
 		time.Sleep(50 * time.Millisecond)
 	}
 	return port
-}
-
-func opsFreePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

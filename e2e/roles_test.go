@@ -813,15 +813,20 @@ func TestNonSFTPChannelsRefused(t *testing.T) {
 			if out, err := c.ssh([]string{"-T"}, "id"); err == nil {
 				t.Errorf("exec succeeded:\n%s", out)
 			}
-			lport := freePort(t)
-			if out, err := c.ssh([]string{"-O", "forward", "-L", fmt.Sprintf("127.0.0.1:%d:%s", lport, target.Addr())}); err != nil {
+			// The client's end of -L is a Unix socket in a directory of
+			// ours: no port to find free and lose to another process.
+			lsock := filepath.Join(shortTempDir(t), "L")
+			if out, err := c.ssh([]string{"-O", "forward", "-L", lsock + ":" + target.Addr().String()}); err != nil {
 				t.Fatalf("setting up the client side of -L: %v\n%s", err, out)
 			}
-			if got := readThrough(t, lport); got != "" {
+			if got := readThrough(t, lsock); got != "" {
 				t.Errorf("data came through the local forward: %q", got)
 			}
 			// A fixed port: a bare "yes" is then a complete reply, so only a
-			// refusal makes this fail.
+			// refusal makes this fail. It is free when picked so that a
+			// gateway that wrongly accepted could bind it; if another
+			// process took it meanwhile, this can only miss such a bug,
+			// never fail a correct gateway.
 			rport := freePort(t)
 			if out, err := c.ssh([]string{"-O", "forward", "-R", fmt.Sprintf("127.0.0.1:%d:%s", rport, target.Addr())}); err == nil {
 				t.Errorf("remote forward accepted:\n%s", out)
@@ -888,11 +893,23 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// readThrough connects to a local forward and returns whatever arrives
-// before the forward closes the connection.
-func readThrough(t *testing.T, port int) string {
+// shortTempDir is a fresh directory with a path short enough for a Unix
+// socket (t.TempDir's can exceed the 108-byte limit).
+func shortTempDir(t *testing.T) string {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	dir, err := os.MkdirTemp("", "sgw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// readThrough connects to a local forward (a Unix socket) and returns
+// whatever arrives before the forward closes the connection.
+func readThrough(t *testing.T, sock string) string {
+	t.Helper()
+	conn, err := net.DialTimeout("unix", sock, 5*time.Second)
 	if err != nil {
 		t.Fatalf("the client side of the forward does not listen: %v", err)
 	}
