@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,21 +21,26 @@ import (
 )
 
 // MinIO is a private MinIO server owned by one test, for fault tests that
-// stop and restart the store. It listens on a loopback port that stays the
-// same across Stop/Start, and keeps its data directory.
+// stop and restart the store. Clients reach it through a listener the test
+// process holds for the whole test (Endpoint), which forwards to wherever
+// the current MinIO process listens: the address stays the same across
+// Stop/Start without a port being released and taken back (another
+// process could take it meanwhile). The data directory is kept.
 type MinIO struct {
 	t        testing.TB
 	bin      string
 	dir      string // data
-	port     int
+	ln       net.Listener
 	user     string
 	password string
 	kmsKey   string
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-	log    *syncWriter
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	backend string // address of the running MinIO; "" while stopped
+	conns   map[net.Conn]bool
+	exited  chan struct{}
+	log     *syncWriter
 }
 
 // MinIOBin returns the MinIO binary to use, or "" if there is none.
@@ -60,22 +67,85 @@ func StartMinIO(t testing.TB) *MinIO {
 	if bin == "" {
 		unavailable(t, "integration: no MinIO binary (run 'scripts/minio.sh install' or set "+EnvMinIOBin+")")
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: listen: %v", err)
+	}
 	m := &MinIO{
 		t:        t,
 		bin:      bin,
 		dir:      t.TempDir(),
-		port:     freePort(t),
+		ln:       ln,
 		user:     "u" + randHex(8),
 		password: randHex(20),
 		kmsKey:   "sftpgw-test:" + base64.StdEncoding.EncodeToString(randBytes(32)),
+		conns:    map[net.Conn]bool{},
 	}
-	t.Cleanup(m.kill)
+	go m.forward()
+	t.Cleanup(func() { ln.Close(); m.kill() })
 	m.Start()
 	return m
 }
 
-// Endpoint is the server's http:// URL.
-func (m *MinIO) Endpoint() string { return "http://127.0.0.1:" + strconv.Itoa(m.port) }
+// Endpoint is the server's http:// URL (the same across Stop/Start).
+func (m *MinIO) Endpoint() string { return "http://" + m.ln.Addr().String() }
+
+// forward relays each connection to the running MinIO. While it is
+// stopped a connection is reset at once, as a closed port refuses it.
+func (m *MinIO) forward() {
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			return
+		}
+		go m.relay(c)
+	}
+}
+
+func (m *MinIO) relay(c net.Conn) {
+	m.mu.Lock()
+	backend := m.backend
+	m.mu.Unlock()
+	var b net.Conn
+	var err error
+	if backend != "" {
+		b, err = net.DialTimeout("tcp", backend, 5*time.Second)
+	}
+	if backend == "" || err != nil {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // a reset, not an orderly close
+		}
+		c.Close()
+		return
+	}
+	m.mu.Lock()
+	if m.backend != backend { // stopped meanwhile
+		m.mu.Unlock()
+		b.Close()
+		c.Close()
+		return
+	}
+	m.conns[c], m.conns[b] = true, true
+	m.mu.Unlock()
+	done := make(chan struct{}, 2)
+	pipe := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		if tc, ok := dst.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		done <- struct{}{}
+	}
+	go pipe(b, c)
+	go pipe(c, b)
+	<-done
+	<-done
+	m.mu.Lock()
+	delete(m.conns, c)
+	delete(m.conns, b)
+	m.mu.Unlock()
+	c.Close()
+	b.Close()
+}
 
 // Config returns a store config for bucket on this server (SSE AES256,
 // path style), creating the bucket if needed.
@@ -105,8 +175,23 @@ func (m *MinIO) Start() {
 	if m.cmd != nil {
 		return
 	}
+	// MinIO cannot take a listener, so its own port is picked free here;
+	// if another process takes it first, MinIO exits and another is tried.
+	for range 5 {
+		if m.startOnce(freePort(m.t)) {
+			return
+		}
+	}
+	m.t.Fatalf("testenv: MinIO found its port taken 5 times:\n%s", m.log.String())
+}
+
+// startOnce starts MinIO on port and waits until it is ready; false if it
+// exited during startup because the port was taken.
+func (m *MinIO) startOnce(port int) bool {
+	m.t.Helper()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
 	cmd := exec.Command(m.bin, "server", "--quiet",
-		"--address", "127.0.0.1:"+strconv.Itoa(m.port),
+		"--address", addr,
 		"--certs-dir", filepath.Join(m.dir, "certs"),
 		filepath.Join(m.dir, "data"))
 	cmd.Env = append(os.Environ(),
@@ -127,19 +212,23 @@ func (m *MinIO) Start() {
 	m.cmd, m.exited = cmd, exited
 
 	deadline := time.Now().Add(30 * time.Second)
-	url := m.Endpoint() + "/minio/health/live"
+	url := "http://" + addr + "/minio/health/live"
 	client := &http.Client{Timeout: time.Second}
 	for {
 		resp, err := client.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				m.backend = addr
+				return true
 			}
 		}
 		select {
 		case <-exited:
 			m.cmd = nil
+			if l := m.log.String(); strings.Contains(l, "port is already in use") || strings.Contains(l, "address already in use") {
+				return false
+			}
 			m.t.Fatalf("testenv: MinIO exited during startup:\n%s", m.log.String())
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -156,6 +245,11 @@ func (m *MinIO) Stop() {
 	defer m.mu.Unlock()
 	if m.cmd == nil {
 		return
+	}
+	// Like a crash: no new connection gets through, open ones break.
+	m.backend = ""
+	for c := range m.conns {
+		c.Close()
 	}
 	m.cmd.Process.Kill()
 	select {
