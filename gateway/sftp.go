@@ -81,6 +81,8 @@ func toStatus(err error) error {
 		return os.ErrNotExist
 	case errors.Is(err, vfs.ErrUnsupported):
 		return sftp.ErrSSHFxOpUnsupported
+	case err == sftp.ErrSSHFxBadMessage:
+		return err // a malformed request: not the store's fault
 	case err == io.EOF:
 		// Only our own end of file: a store error wrapping io.EOF (a
 		// dropped connection) must not tell the client the file ended.
