@@ -23,8 +23,10 @@ const (
 	// SSH_FXF_* open flags (draft-ietf-secsh-filexfer-02).
 	pflagRead   = 0x01
 	pflagUpload = 0x02 | 0x04 | 0x08 | 0x10 // WRITE, APPEND, CREAT, TRUNC
-	// maxOpenPacket bounds an OPEN read whole: a path is at most a few KiB.
-	maxOpenPacket = 64 * 1024
+	// maxOpenPacket bounds an OPEN read whole: pkg/sftp's own packet limit
+	// (it ends the session on a longer one), so no OPEN it accepts (long
+	// attributes included) escapes the rewrite.
+	maxOpenPacket = 256 * 1024
 )
 
 func newOpenFlagsFilter(rwc io.ReadWriteCloser) *openFlagsFilter {

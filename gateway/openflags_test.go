@@ -46,6 +46,14 @@ func TestOpenFlagsFilter(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Errorf("filtered stream\n got %x\nwant %x", got, want)
 	}
+	// Long attributes do not make an upload open escape the rewrite.
+	long := openPacket(6, "f", 0x02)
+	long = append(long, make([]byte, 200<<10)...)
+	binary.BigEndian.PutUint32(long, uint32(len(long)-4))
+	got, _ = io.ReadAll(newOpenFlagsFilter(pipeRWC{bytes.NewReader(long)}))
+	if len(got) != len(long) || binary.BigEndian.Uint32(got[5+4+4+1:]) != 0x03 {
+		t.Errorf("OPEN with 200 KiB of attributes: flags %#x", binary.BigEndian.Uint32(got[5+4+4+1:]))
+	}
 	// A truncated OPEN is passed on as it is (pkg/sftp answers it).
 	short := openPacket(5, "e", 0x02)[:12]
 	binary.BigEndian.PutUint32(short, uint32(len(short)-4))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/sftpgw/sftpgw/vfs"
@@ -52,5 +53,45 @@ func TestNamesNFCAndConfusables(t *testing.T) {
 		if err := fs.Rename(ctx, nfc, bad, false); !errors.As(err, &ipe) {
 			t.Errorf("rename to %+q: %v, want an invalid name", bad, err)
 		}
+	}
+}
+
+// The delete-after-download claims live at the bucket root: a session
+// whose home is the root neither sees nor names them.
+func TestClaimPrefixIsReserved(t *testing.T) {
+	r := newRig(t)
+	fs := r.session("", vfs.Limits{})
+	ctx := context.Background()
+	storetest.MustPut(t, r.store, vfs.ClaimPrefix+"c1", nil)
+	storetest.MustPut(t, r.store, "visible.txt", []byte("x"))
+	l, err := fs.List(ctx, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, _ := l.Next(100)
+	l.Close()
+	if len(items) != 1 || items[0].Name != "visible.txt" {
+		t.Errorf("root listing %+v, want only visible.txt", items)
+	}
+	claimDir := "/" + strings.TrimSuffix(vfs.ClaimPrefix, "/")
+	var ipe *vfs.InvalidPathError
+	for _, p := range []string{claimDir, claimDir + "/c1", claimDir + "/new"} {
+		if _, err := fs.Stat(ctx, p); !errors.As(err, &ipe) {
+			t.Errorf("stat %s: %v, want a reserved name", p, err)
+		}
+		if _, err := fs.OpenWrite(ctx, p, false); !errors.As(err, &ipe) {
+			t.Errorf("upload %s: %v, want a reserved name", p, err)
+		}
+		if err := fs.Remove(ctx, p); !errors.As(err, &ipe) {
+			t.Errorf("remove %s: %v, want a reserved name", p, err)
+		}
+	}
+	if !r.exists(vfs.ClaimPrefix + "c1") {
+		t.Error("a claim was removed through the session")
+	}
+	// Below a home the name is an ordinary one.
+	sub := r.session("home/", vfs.Limits{})
+	if err := put(sub, claimDir+"/x", []byte("y")); err != nil {
+		t.Errorf("upload below a home: %v", err)
 	}
 }
