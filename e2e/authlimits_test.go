@@ -121,29 +121,7 @@ func TestAnswerAfterBanOpenSSH(t *testing.T) {
 	needTool(t, "sftp")
 	g := testgw.Start(t, testgw.Options{Lockout: authn.Lockout{MaxIPFailures: 100, MaxPairFailures: 2}})
 	hr := g.AddUser("hr", true)
-	dir := t.TempDir()
-	started, release := filepath.Join(dir, "started"), filepath.Join(dir, "go")
-	askpass := filepath.Join(dir, "askpass")
-	script := fmt.Sprintf("#!/bin/sh\ntouch %s\nwhile [ ! -e %s ]; do sleep 0.05; done\necho %s\n", started, release, g.Code(hr))
-	if err := os.WriteFile(askpass, []byte(script), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	waiting := &sshClient{g: g, u: hr, code: "unused", opts: from("127.0.0.31"), env: []string{"SSH_ASKPASS=" + askpass}}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := waiting.command(ctx, "sftp", "-o", "BatchMode=no", "-b", "-", waiting.target())
-	cmd.Stdin = strings.NewReader("pwd\n")
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	waitFor(t, 20*time.Second, "the first connection to reach the prompt", func() bool {
-		_, err := os.Stat(started)
-		return err == nil
-	})
+	w := startAtPrompt(t, g, hr, "127.0.0.31", g.Code(hr))
 	for i := range 2 {
 		c := &sshClient{g: g, u: hr, code: wrongCode(t, hr.Secret), opts: from("127.0.0.31")}
 		if o, err := c.sftp("pwd"); err == nil {
@@ -151,21 +129,102 @@ func TestAnswerAfterBanOpenSSH(t *testing.T) {
 		}
 	}
 	n := len(g.Events.All())
-	if err := os.WriteFile(release, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var err error
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		t.Fatal("the waiting client did not finish")
-	}
-	if err == nil || strings.Contains(out.String(), "Remote working directory") {
-		t.Fatalf("right code accepted on a connection that waited at the prompt while the source got banned:\n%s", out.String())
+	if out, err := w.answer(t); err == nil || strings.Contains(out, "Remote working directory") {
+		t.Fatalf("right code accepted on a connection that waited at the prompt while the source got banned:\n%s", out)
 	}
 	ev := authEvents(g, n, hr.Name)
 	if len(ev) != 1 || ev[0].ErrClass != "banned" || !strings.Contains(ev[0].Detail, "while the prompt was open") {
 		t.Errorf("auth events after the answer: %+v", ev)
+	}
+}
+
+// atPrompt is an OpenSSH sftp run whose SSH_ASKPASS holds its answer
+// until the test releases it.
+type atPrompt struct {
+	started, release string
+	done             chan error
+	out              *strings.Builder
+}
+
+// startAtPrompt starts sftp as u from ip and waits until it is at the
+// verification-code prompt; code is what it will answer.
+func startAtPrompt(t *testing.T, g *testgw.Gateway, u *testgw.User, ip, code string) *atPrompt {
+	t.Helper()
+	dir := t.TempDir()
+	w := &atPrompt{started: filepath.Join(dir, "started"), release: filepath.Join(dir, "go"),
+		done: make(chan error, 1), out: &strings.Builder{}}
+	askpass := filepath.Join(dir, "askpass")
+	script := fmt.Sprintf("#!/bin/sh\ntouch %s\nwhile [ ! -e %s ]; do sleep 0.05; done\necho %s\n", w.started, w.release, code)
+	if err := os.WriteFile(askpass, []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c := &sshClient{g: g, u: u, code: "unused", opts: from(ip), env: []string{"SSH_ASKPASS=" + askpass}}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	cmd := c.command(ctx, "sftp", "-o", "BatchMode=no", "-b", "-", c.target())
+	cmd.Stdin = strings.NewReader("pwd\n")
+	cmd.Stdout, cmd.Stderr = w.out, w.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { w.done <- cmd.Wait() }()
+	// Released at the end at the latest, so no client outlives the test.
+	t.Cleanup(func() { _ = os.WriteFile(w.release, nil, 0o600); <-w.done })
+	waitFor(t, 20*time.Second, "a connection to reach the prompt", func() bool {
+		_, err := os.Stat(w.started)
+		return err == nil
+	})
+	return w
+}
+
+// answer releases the code and returns the run's output and error.
+func (w *atPrompt) answer(t *testing.T) (string, error) {
+	t.Helper()
+	if err := os.WriteFile(w.release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-w.done:
+		w.done <- err // for the cleanup
+		return w.out.String(), err
+	case <-time.After(30 * time.Second):
+		t.Fatal("the waiting client did not finish")
+		return "", nil
+	}
+}
+
+// TestPromptLimitOpenSSH: two connections of one HR account wait at the
+// prompt; a third is refused without being asked (its SSH_ASKPASS never
+// runs), is audited as mfa_busy, and counts as no failure; once one of
+// the two has answered, the account can log in again.
+func TestPromptLimitOpenSSH(t *testing.T) {
+	needTool(t, "sftp")
+	g := testgw.Start(t, testgw.Options{Lockout: authn.Lockout{MaxIPFailures: 3, MaxPairFailures: 3}})
+	hr := g.AddUser("hr", true)
+	first := startAtPrompt(t, g, hr, "127.0.0.51", g.Code(hr))
+	startAtPrompt(t, g, hr, "127.0.0.52", wrongCode(t, hr.Secret))
+	asked := filepath.Join(t.TempDir(), "asked")
+	// Never asked; a wrong code, so that no valid one is spent on it.
+	askpass := filepath.Join(t.TempDir(), "askpass")
+	if err := os.WriteFile(askpass, []byte(fmt.Sprintf("#!/bin/sh\ntouch %s\necho %s\n", asked, wrongCode(t, hr.Secret))), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	third := &sshClient{g: g, u: hr, code: "unused", opts: from("127.0.0.53"), env: []string{"SSH_ASKPASS=" + askpass}}
+	if out, err := third.sftp("pwd"); err == nil {
+		t.Fatalf("a third connection logged in while two were at the prompt:\n%s", out)
+	}
+	if _, err := os.Stat(asked); err == nil {
+		t.Error("the third connection was shown the prompt")
+	}
+	if len(g.Events.Find(audit.Event{Kind: "auth", User: hr.Name, ErrClass: "mfa_busy"})) != 1 {
+		t.Errorf("no mfa_busy event: %+v", authEvents(g, 0, hr.Name))
+	}
+	if out, err := first.answer(t); err != nil {
+		t.Fatalf("first waiting connection with the right code: %v\n%s", err, out)
+	}
+	c := &sshClient{g: g, u: hr, opts: from("127.0.0.53")}
+	if out, err := c.sftp("pwd"); err != nil {
+		t.Fatalf("after a place at the prompt was freed: %v\n%s", err, out)
 	}
 }
 
