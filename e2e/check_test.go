@@ -258,6 +258,13 @@ audit {
 		t.Errorf("check after --fix: exit %d\n%s", code, out)
 	}
 	t.Logf("after --fix:\n%s", out)
+	// Every bucket fixed, but the audit bucket has no Object Lock (MinIO
+	// enables it only at creation): strict still refuses, for that alone.
+	out, code = run("serve", "--config", cfgFor(true, files.Bucket))
+	if code == 0 || !strings.Contains(out, "refusing to start: 1 bucket posture check(s) failed") ||
+		!strings.Contains(out, "audit object lock") {
+		t.Errorf("strict serve, audit bucket without Object Lock: exit %d\n%s", code, out)
+	}
 	if _, code = run("check", "--config", cfg, "--strict"); code == 0 {
 		t.Error("--strict passed although MinIO lacks MFA delete and the public access block")
 	}
