@@ -29,7 +29,7 @@ type SFTPOptions struct {
 
 // serveSFTP runs pkg/sftp's request server for one channel until the client
 // closes it or ctx ends.
-func serveSFTP(ctx context.Context, ch io.ReadWriteCloser, fs *vfs.FS, opt SFTPOptions, act *connActivity, log hclog.Logger) error {
+func serveSFTP(ctx context.Context, ch io.ReadWriteCloser, fs *vfs.FS, opt SFTPOptions, act *connActivity, log hclog.Logger) (err error) {
 	if opt.MaxPacket == 0 {
 		opt.MaxPacket = 255 * 1024
 	}
@@ -40,14 +40,19 @@ func serveSFTP(ctx context.Context, ch io.ReadWriteCloser, fs *vfs.FS, opt SFTPO
 	// Long names are rewritten below the limits filter, which counts
 	// pkg/sftp's packet lengths before the rewrite changes them; open
 	// flags (inbound only) are fixed below both.
-	rwc := newLimitsFilter(newLongNames(newOpenFlagsFilter(ch), time.Now, time.Local), maxData, func(name string) { _ = fs.Deny("extension:"+name, "/") },
+	filters := newLimitsFilter(newLongNames(newOpenFlagsFilter(ch), time.Now, time.Local), maxData, func(name string) { _ = fs.Deny("extension:"+name, "/") },
 		func(what string) { _ = fs.Deny(what, "/") })
-	h := &handlers{fs: fs, ctx: ctx, act: act, notes: newLimitNotes(ch), guard: newGuard(log, act, fs)}
+	g := newGuard(log, act, fs)
+	rwc := &guardedStream{ReadWriteCloser: filters, g: g}
+	// pkg/sftp parses packets in this goroutine: a panic there ends this
+	// channel only.
+	defer g.recovered("sftp_stream", "/", &err, func() { _ = rwc.Close() })
+	h := &handlers{fs: fs, ctx: ctx, act: act, notes: newLimitNotes(ch), guard: g}
 	srv := sftp.NewRequestServer(rwc, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
 		sftp.WithRSAllocator(), sftp.WithRSMaxTxPacket(opt.MaxPacket))
 	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
 	defer stop()
-	err := srv.Serve()
+	err = srv.Serve()
 	_ = srv.Close()
 	if errors.Is(err, io.EOF) {
 		return nil
@@ -228,6 +233,25 @@ func (g *guard) recovered(op, p string, err *error, then func()) {
 			Role: g.sess.Role, Client: g.sess.Client, Op: op, Path: vp, Result: "error", ErrClass: "internal",
 			Detail: "internal error (panic); the request was not carried out"})
 	}
+}
+
+// guardedStream recovers a panic in the packet filters under pkg/sftp
+// (they parse what the client sends; pkg/sftp calls Write from its own
+// goroutine, where nothing else could recover it): the channel ends with an
+// error, audited, instead of the process.
+type guardedStream struct {
+	io.ReadWriteCloser
+	g *guard
+}
+
+func (s *guardedStream) Read(p []byte) (n int, err error) {
+	defer s.g.recovered("sftp_stream", "/", &err, func() { _ = s.ReadWriteCloser.Close() })
+	return s.ReadWriteCloser.Read(p)
+}
+
+func (s *guardedStream) Write(p []byte) (n int, err error) {
+	defer s.g.recovered("sftp_stream", "/", &err, func() { _ = s.ReadWriteCloser.Close() })
+	return s.ReadWriteCloser.Write(p)
 }
 
 // methodOp names a pkg/sftp method as the audit trail names operations.

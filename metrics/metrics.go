@@ -230,7 +230,7 @@ var opLabels = func() map[string]bool {
 	for _, op := range []string{
 		// refusals by the gateway and vfs
 		"ssh_request", "link", "symlink", "readlink", "read_from_upload_handle", "request_before_init",
-		"statvfs", "realpath",
+		"statvfs", "realpath", "sftp_stream",
 		// pkg/sftp request methods that reach the default refusal
 		"Setstat", "Rename", "Rmdir", "Mkdir", "Remove", "Link", "Symlink", "Readlink",
 	} {
