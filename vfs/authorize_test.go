@@ -205,6 +205,20 @@ func authzRoles(t *testing.T) []authzRole {
 	return append(roles, authzRole{name: "nothing"})
 }
 
+// memTempDir is a temporary directory in memory (/dev/shm) where there is
+// one, else t.TempDir(): the local store syncs every commit, and on a busy
+// disk hundreds of syncs take many seconds. Results do not depend on it.
+func memTempDir(t *testing.T) string {
+	t.Helper()
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		if dir, err := os.MkdirTemp("/dev/shm", "sftpgw-vfs-test-"); err == nil {
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			return dir
+		}
+	}
+	return t.TempDir()
+}
+
 // snapshot is every key and content of the store.
 func snapshot(t *testing.T, st vfs.Store) map[string]string {
 	t.Helper()
@@ -228,7 +242,7 @@ func snapshot(t *testing.T, st vfs.Store) map[string]string {
 func TestAuthorizeMatrix(t *testing.T) {
 	// Seed once and copy the directory for each case: localstore syncs
 	// every commit, which would dominate the test's time.
-	seed := t.TempDir()
+	seed := memTempDir(t)
 	seedStore, err := localstore.New(seed)
 	if err != nil {
 		t.Fatal(err)
@@ -240,7 +254,7 @@ func TestAuthorizeMatrix(t *testing.T) {
 	for _, role := range authzRoles(t) {
 		for _, tc := range authzCases() {
 			t.Run(role.name+"/"+tc.name, func(t *testing.T) {
-				dir := t.TempDir()
+				dir := memTempDir(t)
 				if err := os.CopyFS(dir, os.DirFS(seed)); err != nil {
 					t.Fatal(err)
 				}

@@ -38,7 +38,7 @@ func (s *failingCopies) Copy(ctx context.Context, src, dst string) error {
 // (no per-file sync), so a directory of a thousand objects is quick.
 func renameRig(t *testing.T, files map[string]string) (string, *failingCopies, *vfs.FS) {
 	t.Helper()
-	dir := t.TempDir()
+	dir := memTempDir(t)
 	for name, content := range files {
 		p := filepath.Join(dir, filepath.FromSlash(name))
 		if strings.HasSuffix(name, "/") {
