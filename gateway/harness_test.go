@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ type fakeAuth struct {
 	mu    sync.Mutex
 	roles map[string]int // user → Principal.MaxSessions
 	wait  chan struct{}  // if set, Principal blocks until it is closed
+	in    atomic.Int64   // callers that reached Principal
 }
 
 func (f *fakeAuth) Configure(c *ssh.ServerConfig) {
@@ -33,6 +35,7 @@ func (f *fakeAuth) Configure(c *ssh.ServerConfig) {
 }
 func (f *fakeAuth) AllowConn(net.Addr) bool { return true }
 func (f *fakeAuth) Principal(p *ssh.Permissions) (*authn.Principal, error) {
+	f.in.Add(1)
 	if f.wait != nil {
 		<-f.wait
 	}
