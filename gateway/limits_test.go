@@ -102,7 +102,7 @@ func TestLimitsFilterBoundsRequestsInFlight(t *testing.T) {
 			}
 		}
 	}()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for h.reads.Load() < maxInFlight-1 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
@@ -113,7 +113,7 @@ func TestLimitsFilterBoundsRequestsInFlight(t *testing.T) {
 		t.Errorf("%d reads served behind one slow request, want fewer than %d", got, maxInFlight)
 	}
 	close(h.release)
-	deadline = time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for replies.Load() < reads+1 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}

@@ -21,6 +21,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmw "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -226,14 +227,18 @@ func checkBucket(ctx context.Context, t Target, o Options) []Result {
 		region := c.Options().Region
 		if !o.Fix {
 			return []Result{row("bucket exists", Fail, "no bucket "+b.name+" at this endpoint",
-				"aws s3api create-bucket --bucket "+b.name+createBucketRegion(region)+" (or sftpgw check --fix)")}
+				"aws s3api create-bucket --bucket "+b.name+createBucketRegion(region)+lockFlag(t.Audit)+" (or sftpgw check --fix)")}
 		}
 		// A first deployment: --fix creates the bucket, then the checks
 		// below find (and fix) it like any other fresh bucket.
-		if err = createBucket(ctx, c, b.name, region); err != nil {
-			return []Result{row("bucket exists", Fail, "CreateBucket: "+errText(err), "create the bucket: aws s3api create-bucket --bucket "+b.name+createBucketRegion(region))}
+		if err = createBucket(ctx, c, b.name, region, t.Audit); err != nil {
+			return []Result{row("bucket exists", Fail, "CreateBucket: "+errText(err), "create the bucket: aws s3api create-bucket --bucket "+b.name+createBucketRegion(region)+lockFlag(t.Audit))}
 		}
-		created = append(created, row("bucket exists", Fixed, "created (region "+region+")", ""))
+		d := "created (region " + region + ")"
+		if t.Audit {
+			d = "created with Object Lock (region " + region + ")"
+		}
+		created = append(created, row("bucket exists", Fixed, d, ""))
 		out, err = c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &b.name})
 	}
 	if err != nil {
@@ -308,13 +313,24 @@ func notFound(err error) bool {
 }
 
 // createBucket creates a bucket in region (us-east-1 takes no location).
-func createBucket(ctx context.Context, c *s3.Client, name, region string) error {
+// An audit bucket gets Object Lock, which can only be set at creation.
+func createBucket(ctx context.Context, c *s3.Client, name, region string, lock bool) error {
 	in := &s3.CreateBucketInput{Bucket: &name}
+	if lock {
+		in.ObjectLockEnabledForBucket = aws.Bool(true)
+	}
 	if region != "" && region != "us-east-1" {
 		in.CreateBucketConfiguration = &types.CreateBucketConfiguration{LocationConstraint: types.BucketLocationConstraint(region)}
 	}
 	_, err := c.CreateBucket(ctx, in)
 	return err
+}
+
+func lockFlag(audit bool) string {
+	if audit {
+		return " --object-lock-enabled-for-bucket"
+	}
+	return ""
 }
 
 // createBucketRegion is the AWS CLI's region argument for create-bucket.

@@ -60,6 +60,7 @@ func (r *Reader) deleteAfterDownload(ctx context.Context) {
 	err = f.store.Delete(ctx, r.key)
 	if err == nil {
 		f.uploads.changed(f.name, r.key, -r.size, -1) // frees the uploader's quota
+		f.keepParent(ctx, r.key)
 	}
 	f.finish(ev, err)
 }

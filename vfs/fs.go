@@ -440,6 +440,7 @@ func (f *FS) Remove(ctx context.Context, p string) (err error) {
 	ev.bytes = oi.Size
 	if err = f.store.Delete(ctx, key); err == nil {
 		f.uploads.changed(f.name, key, -oi.Size, -1)
+		f.keepParent(ctx, key)
 	}
 	return err
 }
@@ -516,6 +517,7 @@ func (f *FS) Rename(ctx context.Context, from, to string, overwrite bool) (err e
 			return err
 		}
 		f.uploads.changed(f.name, key, -src.Size, -1)
+		f.keepParent(ctx, key)
 		return nil
 	}
 	if strings.HasPrefix(tvp+"/", vp+"/") {
