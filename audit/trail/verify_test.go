@@ -5,12 +5,17 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"io"
+	"io/fs"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sftpgw/sftpgw/audit"
+	"github.com/sftpgw/sftpgw/vfs"
 )
 
 // goodTrail ships 12 events in 6 batches of 2 and returns the store and
@@ -449,4 +454,100 @@ func TestVerifyFreshness(t *testing.T) {
 	// A batch sealed after the verification time is named, not skipped.
 	r := at(good, newest(good).Add(-3*time.Minute))
 	wantProblem(t, r, KindTime, keys[7])
+}
+
+// vanishing lists key but finds it gone when it is read: deleted while
+// the verification ran.
+type vanishing struct {
+	*memStore
+	key string
+}
+
+func (v vanishing) Read(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if key == v.key {
+		return nil, &fs.PathError{Op: "read", Path: key, Err: vfs.ErrNotExist}
+	}
+	return v.memStore.Read(ctx, key, off, n)
+}
+
+// TestVerifyObjectChecks: the checks of a single object, each with a
+// tampering of the newest batch (so that no later link breaks) that only
+// it reports.
+func TestVerifyObjectChecks(t *testing.T) {
+	good, keys := goodTrail(t)
+	last := keys[5]
+	rewrite := func(st *memStore, edit func(h *header)) {
+		d, _ := st.get(last)
+		b, _ := parseBatch(d)
+		h := b.h
+		edit(&h)
+		st.put(last, encodeBatchRaw(h, b.events, testKey))
+	}
+	cases := []struct {
+		name string
+		edit func(h *header)
+		want []Problem
+	}{
+		{"header count differs from the events", func(h *header) { h.Count = 5 },
+			[]Problem{{Kind: KindMalformed, Key: last}}},
+		{"header first/last differ from the events", func(h *header) { h.First = "2020-01-01T00:00:00.000Z" },
+			[]Problem{{Kind: KindTime, Key: last}}},
+		{"prev is not a SHA-256", func(h *header) { h.Prev = "abc" },
+			[]Problem{{Kind: KindMalformed, Key: last}, {Kind: KindChain, Key: last}}},
+		{"header time unreadable", func(h *header) { h.Time = "yesterday" },
+			[]Problem{{Kind: KindTime, Key: last}, {Kind: KindKey, Key: last}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st := good.clone()
+			rewrite(st, c.edit)
+			onlyProblems(t, verify(t, st, time.Time{}, time.Time{}), c.want...)
+		})
+	}
+
+	t.Run("key names another seq", func(t *testing.T) {
+		st := good.clone()
+		d, _ := st.get(last)
+		ki, _ := parseKey("audit/", last)
+		moved := objectKey("audit/", "gw-1", ki.sealed, 9)
+		st.del(last)
+		st.put(moved, d)
+		onlyProblems(t, verify(t, st, time.Time{}, time.Time{}), Problem{Kind: KindKey, Key: moved})
+	})
+
+	t.Run("forgery in the middle blames only itself", func(t *testing.T) {
+		// Not signed by the trusted key, so not part of the chain: the
+		// genuine batch after it still links to the one before it.
+		st := good.clone()
+		h := headerOf(t, st, keys[2])
+		sealed, _ := time.Parse(audit.TimeLayout, h.Time)
+		key, data := forge(t, h.Seq+1, hashOf(st, keys[2]), sealed)
+		st.put(key, data)
+		onlyProblems(t, verify(t, st, time.Time{}, time.Time{}), Problem{Kind: KindSignature, Key: key})
+	})
+
+	t.Run("deleted while verifying", func(t *testing.T) {
+		st := good.clone()
+		r, err := Verify(context.Background(), vanishing{st, keys[5]}, "audit/", testKey.Public().(ed25519.PublicKey), time.Time{}, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		onlyProblems(t, r, Problem{Kind: KindMissing, Key: keys[5]})
+	})
+}
+
+// encodeBatchRaw is encodeBatch keeping the header's count as given: a
+// key holder can sign any header.
+func encodeBatchRaw(h header, lines [][]byte, key ed25519.PrivateKey) []byte {
+	h.Type, h.Version = "batch", formatVersion
+	hb, _ := json.Marshal(h)
+	buf := append(hb, '\n')
+	for _, l := range lines {
+		buf = append(append(buf, l...), '\n')
+	}
+	sum := sha256.Sum256(buf)
+	db, _ := json.Marshal(digestLine{Type: "digest", SHA256: hex.EncodeToString(sum[:]),
+		KeyID: keyID(key.Public().(ed25519.PublicKey)),
+		Sig:   base64.StdEncoding.EncodeToString(ed25519.Sign(key, signedMessage(h.Instance, h.Seq, sum[:])))})
+	return append(append(buf, db...), '\n')
 }
