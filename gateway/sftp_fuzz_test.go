@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -114,6 +115,22 @@ func (g *fuzzGateway) dial() error {
 	return nil
 }
 
+// session opens a channel. The gateway caps open channels per connection
+// and counts one as closed a moment after the client saw it end, so a
+// refusal for that reason is retried; channels still counted after
+// fuzzHang were leaked, which fails the input.
+func (g *fuzzGateway) session() (*ssh.Session, error) {
+	deadline := time.Now().Add(fuzzHang)
+	for {
+		s, err := g.conn.NewSession()
+		var oce *ssh.OpenChannelError
+		if err == nil || !errors.As(err, &oce) || oce.Reason != ssh.ResourceShortage || time.Now().After(deadline) {
+			return s, err
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // alive reports whether the SSH connection still carries requests: the
 // gateway answers every global request (keepalive included) while it is up.
 func (g *fuzzGateway) alive() error {
@@ -192,7 +209,7 @@ func FuzzSFTPPackets(f *testing.F) {
 				t.Fatal("gateway no longer accepts connections:", err)
 			}
 		}
-		s, err := g.conn.NewSession()
+		s, err := g.session()
 		if err != nil {
 			t.Fatal("opening a channel:", err)
 		}
