@@ -9,15 +9,19 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sftpgw/sftpgw/audit"
 	"github.com/sftpgw/sftpgw/audit/trail"
 	"github.com/sftpgw/sftpgw/authn"
 	"github.com/sftpgw/sftpgw/config"
+	"github.com/sftpgw/sftpgw/vfs"
 )
 
 // writeConfig writes a gateway configuration on local storage into dir,
@@ -299,5 +303,46 @@ func TestNoCredentialsSaysSo(t *testing.T) {
 	err = runAudit([]string{"verify", "--config", s3Config(t, t.TempDir(), closed)})
 	if err == nil || !strings.Contains(err.Error(), "endpoint problem") || strings.Contains(err.Error(), "secret") {
 		t.Errorf("audit verify with the endpoint down: %v", err)
+	}
+}
+
+// TestReadmeQuotesReloadMessages: the log lines the README tells operators
+// to look for after a rejected reload are the ones reload writes.
+func TestReadmeQuotesReloadMessages(t *testing.T) {
+	dir := t.TempDir()
+	p := writeConfig(t, dir, "")
+	users := filepath.Join(dir, "users.hcl")
+	if err := authn.SaveUsers(users, authn.NewUserSet()); err != nil {
+		t.Fatal(err)
+	}
+	db, err := authn.NewUserDB(users, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := authn.New(authn.Options{Users: db, Roles: cfg.Roles})
+	// Both files broken: each reload step logs its rejection.
+	os.WriteFile(users, []byte("user {"), 0o600)
+	os.WriteFile(p, []byte("listen = "), 0o600)
+	var logs strings.Builder
+	log := hclog.New(&hclog.LoggerOptions{Output: &logs})
+	reload(p, db, auth, map[string]vfs.Store{}, audit.Discard, log)
+
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	quoted := regexp.MustCompile("`((config|users) reload rejected;[^`]*)`").FindAllStringSubmatch(
+		strings.Join(strings.Fields(string(readme)), " "), -1)
+	if len(quoted) < 2 {
+		t.Fatalf("README quotes %d reload-rejected lines, want the users and the config one", len(quoted))
+	}
+	for _, q := range quoted {
+		if !strings.Contains(logs.String(), q[1]) {
+			t.Errorf("README quotes %q, which reload does not log:\n%s", q[1], logs.String())
+		}
 	}
 }
