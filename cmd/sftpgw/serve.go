@@ -56,7 +56,14 @@ func newLogger(cfg *config.Config) hclog.Logger {
 // ready, if non-nil, receives the listening address. Whichever way it
 // returns (a failed setup step, a listener error, ctx), the background work
 // it started ends and the audit trail is flushed.
-func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) (result error) {
+func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) error {
+	return serveOn(ctx, cfg, ready, net.Listen)
+}
+
+// serveOn is serve with the SSH listener made by listen (tests pass one
+// that fails).
+func serveOn(ctx context.Context, cfg *config.Config, ready func(net.Addr),
+	listen func(network, address string) (net.Listener, error)) (result error) {
 	if err := usersFileReady(cfg); err != nil {
 		return err
 	}
@@ -211,7 +218,7 @@ func serve(ctx context.Context, cfg *config.Config, ready func(net.Addr)) (resul
 			_ = msrv.Shutdown(c)
 		}()
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}

@@ -203,3 +203,31 @@ type auditEvent struct {
 	Result string `json:"result"`
 	Detail string `json:"detail"`
 }
+
+// TestServeFlushesTrailWhenListenerFails: the SSH listener breaks while
+// serving. serve shuts down as on SIGTERM, returns the listener's error,
+// and the trail holds the start event and a stop event naming the error.
+func TestServeFlushesTrailWhenListenerFails(t *testing.T) {
+	dir := t.TempDir()
+	cfg := serveConfig(t, dir, "127.0.0.1:0", "")
+	var ln net.Listener
+	listen := func(network, address string) (net.Listener, error) {
+		var err error
+		ln, err = net.Listen(network, address)
+		return ln, err
+	}
+	done := make(chan error, 1)
+	// Closing it behind the server's back makes Accept fail for good.
+	go func() { done <- serveOn(context.Background(), cfg, func(net.Addr) { ln.Close() }, listen) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "use of closed network connection") {
+			t.Fatalf("serve = %v, want the listener's error", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not return after its listener failed")
+	}
+	if got := strings.Join(trailOps(t, dir), ","); got != "start ok,stop error" {
+		t.Errorf("admin events in the trail: %q, want start ok,stop error", got)
+	}
+}
