@@ -20,7 +20,8 @@ Checks every s3 storage block: endpoint TLS, versioning, default encryption,
 public access block, no public ACL or policy, a bucket policy denying plain
 HTTP and unencrypted uploads, MFA delete (file buckets), a lifecycle rule
 matching retention, and an audit bucket separate from every file bucket.
-  --fix     apply what can be applied (versioning, default encryption, public
+  --fix     apply what can be applied (create a missing bucket, the audit
+            bucket with Object Lock; versioning, default encryption, public
             access block, policy statements, lifecycle rule), then check again
   --strict  also fail on checks the endpoint does not support
 Exits non-zero when a check fails.
