@@ -22,8 +22,10 @@ import (
 const metaMTime = "mtime"
 
 // listHeads bounds the HEAD requests one listing page sends at a time to
-// learn its entries' times (a listing carries no user metadata).
-const listHeads = 16
+// learn its entries' times (a listing carries no user metadata). On S3
+// they wait on latency, not on the server: 64 cut a 1000-entry page even
+// against a CPU-bound local MinIO (1.46 s with 16, 1.19 s).
+const listHeads = 64
 
 func formatMTime(t time.Time) string {
 	ns := t.UnixNano()

@@ -428,7 +428,7 @@ func BenchmarkSetMTime(b *testing.B) {
 }
 
 // BenchmarkListMTimes measures a 1000-entry listing page without and with
-// the entries' times (one HEAD per entry, 16 at a time).
+// the entries' times (one HEAD per entry, listHeads at a time).
 func BenchmarkListMTimes(b *testing.B) {
 	cfg := testenv.S3(b)
 	s, err := s3store.New(b.Context(), cfg)
