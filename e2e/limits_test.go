@@ -174,7 +174,7 @@ func TestUsersFileChangeClosesSessions(t *testing.T) {
 		u := g.AddUser("applicant", false)
 		if tc.change == nil {
 			edit(u.Name, func(set *authn.UserSet, x authn.User) error {
-				x.ExpiresAt = time.Now().Add(4 * time.Second)
+				x.ExpiresAt = time.Now().Add(8 * time.Second) // after every login below, even on a loaded machine
 				return set.Replace(&x)
 			})
 			if err := g.Users.Reload(); err != nil {
@@ -188,6 +188,9 @@ func TestUsersFileChangeClosesSessions(t *testing.T) {
 		runs[i] = run{u, out, exited}
 	}
 	waitFor(t, 20*time.Second, "uploads under way", func() bool { return g.Server.Uploads().Active() == len(cases) })
+	if len(g.Events.Find(audit.Event{Kind: "session_end"})) > 0 {
+		t.Fatal("a session ended before the change (the expiry passed before all logins: machine too slow)")
+	}
 	start := time.Now()
 	err := authn.UpdateUsers(g.UsersFile(), false, func(set *authn.UserSet) error {
 		for i, tc := range cases {
