@@ -114,6 +114,7 @@ const (
 	downReminder      = 5 * time.Minute
 	defaultMinBackoff = time.Second
 	defaultMaxBackoff = time.Minute
+	heartbeatRoom     = 1024 // a heartbeat batch is about 400 bytes
 )
 
 // Stats is a snapshot for health checks and metrics.
@@ -448,6 +449,11 @@ func (t *Trail) drain(interval bool) {
 		t.rotate()
 	}
 	if t.sealWaiting() || !interval || !t.known || t.seg != nil || len(t.waiting) > 0 {
+		return
+	}
+	// While the store is down a heartbeat shows nothing to anyone, and the
+	// spool's room is for events.
+	if t.storeDown.Load() || t.sp.bytes.Load()+heartbeatRoom > t.o.SpoolMaxBytes {
 		return
 	}
 	st, err := t.sp.heartbeat(t.gen, t.chain, t.o)

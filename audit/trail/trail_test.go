@@ -126,6 +126,7 @@ func TestFlushByInterval(t *testing.T) {
 	o.Tick = tick
 	tr := newTrail(t, o)
 	run(t, tr)
+	waitKnown(t, tr)
 	tr.Record(ev(0))
 	waitFor(t, "the event queued", func() bool { return tr.Stats().Queued == 0 })
 	tick <- time.Time{}
@@ -143,6 +144,17 @@ func TestFlushByInterval(t *testing.T) {
 	verifyOK(t, st)
 }
 
+// waitKnown waits until tr knows its chain state (read from the store on a
+// first start): before that an interval seals nothing.
+func waitKnown(t *testing.T, tr *Trail) {
+	t.Helper()
+	waitFor(t, "the chain state", func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return tr.known
+	})
+}
+
 // TestHeartbeat: an interval without events still seals a batch (without
 // events), so the newest batch in the store is never older than about one
 // interval while the gateway runs; an interval with events seals only
@@ -155,13 +167,7 @@ func TestHeartbeat(t *testing.T) {
 	o.Tick = tick
 	tr := newTrail(t, o)
 	run(t, tr)
-	// Nothing can be sealed before the chain state is known (read from
-	// the store on a first start).
-	waitFor(t, "the chain state", func() bool {
-		tr.mu.Lock()
-		defer tr.mu.Unlock()
-		return tr.known
-	})
+	waitKnown(t, tr)
 	interval := func() {
 		c.jump(time.Minute)
 		tick <- time.Time{}
@@ -646,4 +652,38 @@ func TestUploadedButNotRemoved(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNoHeartbeatWhileStoreDown: heartbeats would only fill the spool
+// meant for events during an outage; they resume when the store is back.
+func TestNoHeartbeatWhileStoreDown(t *testing.T) {
+	st := newMemStore()
+	c := newClock()
+	dir := t.TempDir()
+	o := testOptions(st, dir, c)
+	tick := make(chan time.Time)
+	o.Tick = tick
+	tr := newTrail(t, o)
+	run(t, tr)
+	waitKnown(t, tr)
+	st.down.Store(true)
+	tr.Record(ev(0))
+	waitFor(t, "the event queued", func() bool { return tr.Stats().Queued == 0 })
+	tick <- time.Time{}
+	waitFor(t, "the store seen down", func() bool { return tr.Stats().StoreDown })
+	for range 3 {
+		tick <- time.Time{}
+	}
+	// Run handles one tick at a time: after this send the three before
+	// it are done.
+	tick <- time.Time{}
+	if n := spoolBatches(t, dir); n != 1 {
+		t.Errorf("%d batches in the spool during the outage, want only the event's", n)
+	}
+	st.down.Store(false)
+	waitFor(t, "the spooled batch shipped", func() bool { return len(st.keys()) == 1 && !tr.Stats().StoreDown })
+	tick <- time.Time{}
+	waitFor(t, "a heartbeat after the outage", func() bool { return len(st.keys()) == 2 })
+	closeTrail(t, tr)
+	verifyOK(t, st)
 }

@@ -398,11 +398,7 @@ func heartbeatTrail(t *testing.T, n int) (*memStore, []string) {
 	o.Tick = tick
 	tr := newTrail(t, o)
 	run(t, tr)
-	waitFor(t, "the chain state", func() bool {
-		tr.mu.Lock()
-		defer tr.mu.Unlock()
-		return tr.known
-	})
+	waitKnown(t, tr)
 	for i := range n {
 		if i%3 == 0 {
 			tr.Record(ev(i / 3))
