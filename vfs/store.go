@@ -101,3 +101,37 @@ var (
 	// (symlinks, hard links, random writes).
 	ErrUnsupported = errors.New("operation unsupported")
 )
+
+// SuspendedUpload is what a store keeps of an interrupted upload so it
+// can be continued later (see Suspender, Resumer and docs/resume.md).
+type SuspendedUpload struct {
+	ID    string       `json:"id"`              // S3: multipart upload ID; local store: temp file name
+	Parts []PartRecord `json:"parts,omitempty"` // S3: parts 1..n, all complete
+	Size  int64        `json:"size"`            // bytes kept: the offset to resume at
+}
+
+// PartRecord is one completed part of a suspended multipart upload.
+type PartRecord struct {
+	Number int32  `json:"n"`
+	Size   int64  `json:"size"`
+	ETag   string `json:"etag"`
+}
+
+// Suspender is an Upload that can stop without discarding what the store
+// already holds. Suspend ends the upload like Abort, but keeps the data
+// stored so far (S3: the completed parts, contiguous from part 1; bytes
+// buffered for a part not yet sent are dropped). A Size of 0 means nothing
+// was kept (and nothing is left pending).
+type Suspender interface {
+	Suspend(ctx context.Context) (SuspendedUpload, error)
+}
+
+// Resumer is a Store that can continue a suspended upload.
+type Resumer interface {
+	// Resume continues su at key: the returned Upload's first Write is
+	// byte su.Size of the object. ErrNotExist if the store no longer
+	// holds it (expired, aborted).
+	Resume(ctx context.Context, key string, su SuspendedUpload, opt CreateOptions) (Upload, error)
+	// DiscardSuspended frees what su holds; a missing one is not an error.
+	DiscardSuspended(ctx context.Context, key string, su SuspendedUpload) error
+}

@@ -50,6 +50,7 @@ func Run(t *testing.T, newStore func(t *testing.T) vfs.Store) {
 		{"SpecialKeys", testSpecialKeys},
 		{"MTime", testMTime},
 		{"DeleteAfterDownloadOnce", testDeleteAfterDownloadOnce},
+		{"SuspendResume", testSuspendResume},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
