@@ -27,7 +27,7 @@ func claimKey(key string, oi ObjectInfo) string {
 
 // reservedKey reports whether key lies in the gateway's own bookkeeping.
 func reservedKey(key string) bool {
-	return strings.HasPrefix(key+"/", ClaimPrefix)
+	return strings.HasPrefix(key+"/", ClaimPrefix) || strings.HasPrefix(key+"/", ResumePrefix)
 }
 
 // deleteAfterDownload removes the object a complete download served,

@@ -42,6 +42,11 @@ type Options struct {
 	// SessionWindow bounds the same memory over all of the session's
 	// uploads together (default DefaultSessionWindow).
 	SessionWindow int64
+	// ResumeWindow keeps an interrupted upload's stored parts this long
+	// for its owner to continue (docs/resume.md); 0 aborts it (off).
+	ResumeWindow time.Duration
+	// Now is the clock for resume windows (nil: time.Now).
+	Now func() time.Time
 }
 
 // FS is one session's view of a store. Every exported method resolves the
@@ -57,6 +62,9 @@ type FS struct {
 	window  int64
 	budget  windowBudget // reorder memory of all this session's uploads
 	quota   quotaState
+
+	resumeWindow time.Duration
+	now          func() time.Time
 }
 
 // DefaultWriteWindow is enough for pkg/sftp's reordering of a stock client's
@@ -84,8 +92,11 @@ func New(o Options) *FS {
 	if o.SessionWindow <= 0 {
 		o.SessionWindow = DefaultSessionWindow
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	return &FS{store: o.Store, name: o.StoreName, sess: o.Session, rec: o.Audit, uploads: o.Uploads, log: o.Log,
-		window: o.WriteWindow, budget: windowBudget{max: o.SessionWindow}}
+		window: o.WriteWindow, budget: windowBudget{max: o.SessionWindow}, resumeWindow: o.ResumeWindow, now: o.Now}
 }
 
 // Session returns the session this FS acts for.
@@ -193,6 +204,18 @@ func (f *FS) Stat(ctx context.Context, p string) (fi FileInfo, err error) {
 	defer func() { f.finish(ev, err) }()
 	if err != nil {
 		return fi, err
+	}
+	if f.uploads.get(f.name, key) == nil && vp != "/" {
+		// An interrupted upload kept for resume shows to its owner, with
+		// the size to continue from (what reput and put -a stat for).
+		m, err := f.pending(ctx, key)
+		if err != nil {
+			return fi, err
+		}
+		if m != nil {
+			ev.detail = "interrupted upload, resumable"
+			return FileInfo{Name: base(vp), Size: m.Upload.Size, ModTime: m.Saved}, nil
+		}
 	}
 	return f.stat(ctx, vp, key)
 }
@@ -421,6 +444,14 @@ func (f *FS) Remove(ctx context.Context, p string) (err error) {
 	// shows it): removing the file discards it, as unlink does on a POSIX
 	// server, so its later close stores nothing.
 	discarded := f.discardUploads(key)
+	if m, perr := f.pending(ctx, key); perr != nil {
+		return perr
+	} else if m != nil {
+		if err := discardPending(ctx, f.store, m); err != nil {
+			return err
+		}
+		discarded = true
+	}
 	oi, err := f.store.Stat(ctx, key)
 	if err != nil {
 		if errors.Is(err, ErrNotExist) {

@@ -52,21 +52,36 @@ func (f *FS) OpenWriteFlags(ctx context.Context, p string, fl WriteFlags) (w *Wr
 	}
 	fi, err := f.stat(ctx, vp, key)
 	exists := err == nil
+	if err != nil && !errors.Is(err, ErrNotExist) {
+		return fail(err)
+	}
+	// An interrupted upload of this user's kept for resume: an open
+	// without truncation may continue it (decided at the first write);
+	// any other open starts afresh and discards it.
+	pend, err := f.pending(ctx, key)
+	if err != nil {
+		return fail(err)
+	}
+	if pend != nil && (fl.Truncate || exclusive) {
+		if err := discardPending(context.WithoutCancel(ctx), f.store, pend); err != nil {
+			return fail(err)
+		}
+		ev.detail = "interrupted upload discarded: a new upload replaces it"
+		pend = nil
+	}
 	switch {
-	case err == nil && fi.IsDir:
+	case exists && fi.IsDir:
 		return fail(&InvalidPathError{Reason: "is a directory"})
-	case err == nil && exclusive:
+	case exists && exclusive:
 		return fail(ErrExist)
-	case err == nil:
+	case exists:
 		ev.op = OpOverwrite
 		if err := f.authorize(ev); err != nil {
 			return fail(err)
 		}
-		if !fl.Truncate && fi.Size > 0 {
+		if !fl.Truncate && fi.Size > 0 && pend == nil {
 			return fail(errInPlace)
 		}
-	case !errors.Is(err, ErrNotExist):
-		return fail(err)
 	}
 	lim, err := f.admit(ctx, vp, exists, fi.Size)
 	if err != nil {
@@ -76,13 +91,22 @@ func (f *FS) OpenWriteFlags(ctx context.Context, p string, fl WriteFlags) (w *Wr
 	// not only when it opened: a conditional create (If-None-Match: *)
 	// keeps another session or gateway instance from being replaced.
 	noOverwrite := !exists && !exclusive && !f.sess.Perms.Has(OpOverwrite)
-	up, err := f.store.Create(ctx, key, CreateOptions{Exclusive: exclusive || noOverwrite, SizeHint: -1})
-	if err != nil {
-		lim.release()
-		return fail(err)
+	opt := CreateOptions{Exclusive: exclusive || noOverwrite, SizeHint: -1}
+	w = &Writer{fs: f, key: key, ev: ev, max: f.window, pending: map[int64][]byte{}, ctx: ctx, lim: lim,
+		noOverwrite: noOverwrite, opt: opt, resume: pend}
+	if f.resumeOn() {
+		// The session's end must not abort the store's upload: the
+		// Writer keeps it for resume (TransferError) or aborts it itself.
+		ctx = context.WithoutCancel(ctx)
 	}
-	w = &Writer{fs: f, key: key, up: up, ev: ev, max: f.window, pending: map[int64][]byte{}, ctx: ctx, lim: lim,
-		noOverwrite: noOverwrite}
+	if pend == nil {
+		up, err := f.store.Create(ctx, key, opt)
+		if err != nil {
+			lim.release()
+			return fail(err)
+		}
+		w.up = up
+	}
 	f.uploads.add(f.name, key, w)
 	return w, nil
 }
@@ -102,6 +126,13 @@ type Writer struct {
 	// noOverwrite: the role may not overwrite, so the upload was created
 	// exclusive; a file that appeared meanwhile makes the commit a denial.
 	noOverwrite bool
+	opt         CreateOptions // for an upload created late (see decide)
+
+	// resume, while not nil, is an interrupted upload this open may
+	// continue; up is nil until the first write decides (see decide).
+	resume    *resumeManifest
+	resumedAt int64  // the offset a resumed upload continued at
+	mkey      string // manifest of the resumed upload, removed when it ends
 
 	mu       sync.Mutex
 	next     int64 // offset of the next byte the upload expects
@@ -124,7 +155,7 @@ func (w *Writer) setMTime(t time.Time) {
 	w.tmu.Lock()
 	defer w.tmu.Unlock()
 	w.mtime = t
-	w.lateMTime = !w.up.SetMTime(t)
+	w.lateMTime = w.up == nil || !w.up.SetMTime(t) // nil: settled when the upload starts
 }
 
 // shownTime is the upload's time in a stat: the one set, else now.
@@ -141,6 +172,9 @@ func (w *Writer) shownTime() time.Time {
 func (w *Writer) Size() int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.resume != nil {
+		return w.resume.Upload.Size // undecided: the size to continue from
+	}
 	return w.next
 }
 
@@ -153,6 +187,11 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 	}
 	if w.done {
 		return 0, errAborted
+	}
+	if w.resume != nil {
+		if err := w.decide(off); err != nil {
+			return 0, err
+		}
 	}
 	switch {
 	case off == w.next:
@@ -263,7 +302,10 @@ func (w *Writer) fail(err error) {
 		w.fs.budget.give(w.buffered)
 		w.dropSpare()
 		w.pending, w.buffered = nil, 0
-		_ = w.up.Abort(context.WithoutCancel(w.ctx))
+		if w.up != nil {
+			_ = w.up.Abort(context.WithoutCancel(w.ctx))
+			w.dropManifest(context.WithoutCancel(w.ctx))
+		}
 		w.lim.release()
 	}
 }
@@ -305,6 +347,16 @@ func (w *Writer) ReadAt([]byte, int64) (int, error) {
 func (w *Writer) TransferError(err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.up == nil && !w.done && w.err == nil {
+		// Nothing written: an interrupted upload it might have resumed
+		// stays as it was.
+		w.err = fmt.Errorf("%w: %v", errAborted, err)
+		w.lim.release()
+		return
+	}
+	if w.suspend(err) > 0 {
+		return
+	}
 	w.fail(fmt.Errorf("%w: %v", errAborted, err))
 }
 
@@ -331,9 +383,24 @@ func (w *Writer) Close() error {
 	if w.done {
 		return w.err
 	}
+	if w.err == nil && w.up != nil && w.fs.resumeOn() && w.ctx.Err() != nil {
+		// The session ended before this close: an interruption, not a
+		// complete upload (the store upload was detached from the session).
+		if w.suspend(context.Cause(w.ctx)) == 0 {
+			w.fail(fmt.Errorf("%w: %v", errAborted, context.Cause(w.ctx)))
+		}
+	}
 	w.done = true
 	defer w.fs.uploads.remove(w.fs.name, w.key, w)
 	defer w.dropSpare()
+	if w.err == nil && w.up == nil {
+		// Opened without truncation, closed without a write: the
+		// interrupted upload stays as it was, nothing is stored.
+		w.ev.detail = "nothing written; the interrupted upload is kept"
+		w.lim.release()
+		w.fs.finish(w.ev, nil)
+		return nil
+	}
 	if w.err == nil && len(w.pending) > 0 {
 		w.fail(errGap)
 	}
@@ -357,6 +424,7 @@ func (w *Writer) Close() error {
 		} else {
 			w.lim.committed(w.fs, w.key, w.next)
 			w.storeLateMTime()
+			w.dropManifest(context.WithoutCancel(w.ctx))
 		}
 	}
 	w.ev.bytes = w.next

@@ -1,0 +1,277 @@
+package vfs
+
+import (
+
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/sftpgw/sftpgw/audit"
+)
+
+// ResumePrefix holds the manifests of interrupted uploads kept for resume
+// (one small object per key, written with the store's encryption like any
+// object). No client can name or list it, like ClaimPrefix.
+const ResumePrefix = ".sftpgw-uploads/"
+
+// maxManifest bounds a manifest read (10,000 parts are about 1 MiB).
+const maxManifest = 4 << 20
+
+// resumeManifest records a suspended upload: whose it is, where it goes,
+// and what the store needs to continue it.
+type resumeManifest struct {
+	Owner  string          `json:"owner"`
+	Key    string          `json:"key"`
+	Path   string          `json:"path"` // virtual path, for operators
+	Saved  time.Time       `json:"saved"`
+	Upload SuspendedUpload `json:"upload"`
+}
+
+func manifestKey(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return ResumePrefix + hex.EncodeToString(h[:16])
+}
+
+// errResumeGone: the manifest named an upload the store no longer holds.
+var errResumeGone = fmt.Errorf("%w: the interrupted upload has expired or was discarded; upload the file again from the start", ErrNotExist)
+
+func errResumeOffset(size, off int64) error {
+	return fmt.Errorf("%w: this file's interrupted upload can only be continued at byte %d (or uploaded again from byte 0), not at byte %d; nothing was changed",
+		ErrUnsupported, size, off)
+}
+
+func (f *FS) resumeOn() bool {
+	_, ok := f.store.(Resumer)
+	return f.resumeWindow > 0 && ok
+}
+
+// readManifest loads the manifest of key, nil if there is none.
+func readManifest(ctx context.Context, s Store, mk string) (*resumeManifest, error) {
+	r, err := s.Read(ctx, mk, 0, -1)
+	if errors.Is(err, ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	b, err := io.ReadAll(io.LimitReader(r, maxManifest))
+	if err != nil {
+		return nil, err
+	}
+	var m resumeManifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("resume manifest %s: %w", mk, err)
+	}
+	return &m, nil
+}
+
+// pending returns this session's user's suspended upload of key that is
+// still within the window, or nil. Another user's is never returned.
+func (f *FS) pending(ctx context.Context, key string) (*resumeManifest, error) {
+	if !f.resumeOn() {
+		return nil, nil
+	}
+	m, err := readManifest(ctx, f.store, manifestKey(key))
+	if err != nil || m == nil {
+		return nil, err
+	}
+	if m.Owner != f.sess.User || m.Key != key || f.now().Sub(m.Saved) > f.resumeWindow || m.Upload.Size <= 0 {
+		return nil, nil
+	}
+	return m, nil
+}
+
+// writeManifest stores m (an ordinary upload: encrypted like any object).
+func (f *FS) writeManifest(ctx context.Context, m *resumeManifest) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	up, err := f.store.Create(ctx, manifestKey(m.Key), CreateOptions{SizeHint: int64(len(b))})
+	if err != nil {
+		return err
+	}
+	if _, err := up.Write(b); err != nil {
+		_ = up.Abort(ctx)
+		return err
+	}
+	return up.Commit(ctx)
+}
+
+// discardPending frees a suspended upload and its manifest.
+func discardPending(ctx context.Context, s Store, m *resumeManifest) error {
+	if rs, ok := s.(Resumer); ok {
+		if err := rs.DiscardSuspended(ctx, m.Key, m.Upload); err != nil {
+			return err
+		}
+	}
+	return s.Delete(ctx, manifestKey(m.Key))
+}
+
+// suspend keeps an interrupted upload for resume, if resume is on and the
+// store has complete parts; it reports the bytes kept (0: nothing, the
+// upload was aborted). Called with w.mu held, instead of fail.
+func (w *Writer) suspend(cause error) int64 {
+	f := w.fs
+	sp, ok := w.up.(Suspender)
+	if !f.resumeOn() || !ok || w.err != nil || w.done {
+		return 0
+	}
+	w.err = fmt.Errorf("%w: %v", errAborted, cause)
+	f.budget.give(w.buffered)
+	w.dropSpare()
+	w.pending, w.buffered = nil, 0
+	defer w.lim.release()
+	ctx := context.WithoutCancel(w.ctx)
+	su, err := sp.Suspend(ctx)
+	if err != nil || su.Size == 0 {
+		w.dropManifest(ctx)
+		return 0
+	}
+	m := &resumeManifest{Owner: f.sess.User, Key: w.key, Path: w.ev.path, Saved: f.now().UTC(), Upload: su}
+	if err := f.writeManifest(ctx, m); err != nil {
+		f.log.Warn("upload: interrupted upload not kept for resume", "path", w.ev.path, "error", SafeMessage(err))
+		_ = discardPending(ctx, f.store, m)
+		return 0
+	}
+	w.ev.detail = fmt.Sprintf("interrupted; %d bytes kept for resume", su.Size)
+	return su.Size
+}
+
+// dropManifest removes the manifest of a resumed upload that ended (the
+// store upload is committed or aborted, the manifest would point nowhere).
+func (w *Writer) dropManifest(ctx context.Context) {
+	if w.mkey == "" {
+		return
+	}
+	if err := w.fs.store.Delete(ctx, w.mkey); err != nil {
+		w.fs.log.Warn("upload: resume manifest not removed (the sweeper will)", "path", w.ev.path, "error", SafeMessage(err))
+	}
+	w.mkey = ""
+}
+
+// decide settles an open that may continue a pending upload, at the first
+// write: at the resumable offset (or beyond, reordered) it resumes; at 0
+// the pending upload is discarded and a new one starts; anything else is
+// refused. Called with w.mu held.
+func (w *Writer) decide(off int64) error {
+	f, m := w.fs, w.resume
+	w.resume = nil
+	ctx := context.WithoutCancel(w.ctx)
+	switch {
+	case off == 0:
+		if err := discardPending(ctx, f.store, m); err != nil {
+			w.fail(err)
+			return w.err
+		}
+		w.ev.detail = "interrupted upload discarded: written again from byte 0"
+		up, err := f.store.Create(ctx, w.key, w.opt)
+		if err != nil {
+			w.fail(err)
+			return w.err
+		}
+		w.setUpload(up)
+	case off >= m.Upload.Size:
+		up, err := f.store.(Resumer).Resume(ctx, w.key, m.Upload, w.opt)
+		if errors.Is(err, ErrNotExist) {
+			_ = discardPending(ctx, f.store, m)
+			err = errResumeGone
+		}
+		if err != nil {
+			w.fail(err)
+			return w.err
+		}
+		w.setUpload(up)
+		w.next, w.resumedAt, w.mkey = m.Upload.Size, m.Upload.Size, manifestKey(w.key)
+		if w.lim != nil {
+			w.lim.sniff = nil // the type was checked on the first bytes, in the first part
+		}
+		if err := w.lim.reserve(w.next); err != nil {
+			w.fail(err)
+			return w.err
+		}
+		// A fresh window for the resumed upload: the sweeper measures it
+		// from the manifest's time.
+		m.Saved = f.now().UTC()
+		if err := f.writeManifest(ctx, m); err != nil {
+			f.log.Warn("upload: resume manifest not refreshed", "path", w.ev.path, "error", SafeMessage(err))
+		}
+		w.ev.detail = fmt.Sprintf("resumed at byte %d", w.next)
+		f.rec.Record(audit.Event{
+			Time: time.Now().UTC(), Kind: "file", Session: f.sess.ID, User: f.sess.User, Role: f.sess.Role,
+			Client: f.sess.Client, Op: "upload_resumed", Path: w.ev.path, Bytes: w.next, Result: "ok",
+			Detail: fmt.Sprintf("offset %d", w.next),
+		})
+	default:
+		w.fail(errResumeOffset(m.Upload.Size, off))
+		return w.err
+	}
+	return nil
+}
+
+// setUpload installs the store upload chosen by decide, with a time a
+// setstat gave before it existed.
+func (w *Writer) setUpload(up Upload) {
+	w.up = up
+	w.tmu.Lock()
+	if !w.mtime.IsZero() {
+		w.lateMTime = !up.SetMTime(w.mtime)
+	}
+	w.tmu.Unlock()
+}
+
+// SweepResumable aborts suspended uploads older than window and removes
+// their manifests; it returns how many it removed. The gateway runs it
+// periodically; the bucket's abort-incomplete-multipart rule is the
+// backstop for manifests lost or never written.
+func SweepResumable(ctx context.Context, s Store, window time.Duration, now time.Time) (int, error) {
+	n, token := 0, ""
+	for {
+		page, err := s.List(ctx, ListOptions{Prefix: ResumePrefix, Recursive: true, Token: token})
+		if err != nil {
+			return n, err
+		}
+		for _, e := range page.Entries {
+			if e.IsDir || !strings.HasPrefix(e.Key, ResumePrefix) {
+				continue
+			}
+			m, err := readManifest(ctx, s, e.Key)
+			if err != nil {
+				var se *json.SyntaxError
+				if !errors.As(err, &se) {
+					return n, err
+				}
+				m = nil // unreadable: removed once old enough
+			}
+			var saved time.Time
+			if m != nil {
+				saved = m.Saved
+			} else {
+				saved = e.ModTime
+			}
+			if now.Sub(saved) <= window {
+				continue
+			}
+			if m != nil && manifestKey(m.Key) == e.Key {
+				if err := discardPending(ctx, s, m); err != nil {
+					return n, err
+				}
+			} else if err := s.Delete(ctx, e.Key); err != nil {
+				return n, err
+			}
+			n++
+		}
+		if page.Next == "" {
+			return n, nil
+		}
+		token = page.Next
+	}
+}
+

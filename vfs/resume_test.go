@@ -1,0 +1,262 @@
+package vfs_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sftpgw/sftpgw/vfs"
+	"github.com/sftpgw/sftpgw/vfs/localstore"
+	"github.com/sftpgw/sftpgw/vfs/storetest"
+)
+
+// resumeRig is a local store shared by sessions of several users, with
+// resume on and a clock the test moves.
+type resumeRig struct {
+	t       *testing.T
+	root    string
+	store   *localstore.Store
+	uploads *vfs.Uploads
+	ev      *events
+	now     time.Time
+	window  time.Duration
+}
+
+func newResumeRig(t *testing.T) *resumeRig {
+	root := memTempDir(t)
+	st, err := localstore.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &resumeRig{t: t, root: root, store: st, uploads: vfs.NewUploads(), ev: &events{},
+		now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), window: time.Hour}
+}
+
+func (r *resumeRig) session(user string) *vfs.FS {
+	return vfs.New(vfs.Options{Store: r.store, StoreName: "files", Uploads: r.uploads, Audit: r.ev,
+		ResumeWindow: r.window, Now: func() time.Time { return r.now },
+		Session: vfs.Session{ID: "s-" + user, User: user, Role: "applicant", Perms: vfs.PermAll}})
+}
+
+// tmpFiles counts the local store's uploads in progress or suspended.
+func (r *resumeRig) tmpFiles() int {
+	ents, err := os.ReadDir(filepath.Join(r.root, localstore.TmpDir))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func (r *resumeRig) noManifests() {
+	r.t.Helper()
+	for _, e := range storetest.ListAll(r.t, r.store, vfs.ListOptions{Prefix: vfs.ResumePrefix, Recursive: true}) {
+		if !e.IsDir {
+			r.t.Fatalf("manifest left: %s", e.Key)
+		}
+	}
+}
+
+// writeSeq writes data from off in chunks of 32 KiB.
+func writeSeq(t *testing.T, w *vfs.Writer, data []byte, off int64) {
+	t.Helper()
+	for i := 0; i < len(data); i += 32 << 10 {
+		if _, err := w.WriteAt(data[i:min(i+32<<10, len(data))], off+int64(i)); err != nil {
+			t.Fatalf("write at %d: %v", off+int64(i), err)
+		}
+	}
+}
+
+// interrupt uploads data[:cut] to p and drops the session as pkg/sftp does
+// (TransferError, then Close).
+func interrupt(t *testing.T, fs *vfs.FS, p string, data []byte, cut int) {
+	t.Helper()
+	w, err := fs.OpenWrite(context.Background(), p, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeSeq(t, w, data[:cut], 0)
+	w.TransferError(io.ErrUnexpectedEOF)
+	if err := w.Close(); err == nil {
+		t.Fatal("close after an interruption reported success")
+	}
+}
+
+func readBack(t *testing.T, st vfs.Store, key string) []byte {
+	t.Helper()
+	b, err := storetest.Get(t, st, key)
+	if err != nil {
+		t.Fatalf("read %s: %v", key, err)
+	}
+	return b
+}
+
+func TestResumeContinuesInterruptedUpload(t *testing.T) {
+	r := newResumeRig(t)
+	ctx := context.Background()
+	alice := r.session("alice")
+	old := storetest.Data(500)
+	storetest.MustPut(t, r.store, "scan.pdf", old)
+	data := storetest.Data(3<<20 + 123)
+	cut := 2<<20 + 77
+	interrupt(t, alice, "/scan.pdf", data, cut)
+
+	fi, err := alice.Stat(ctx, "/scan.pdf")
+	if err != nil || fi.Size != int64(cut) {
+		t.Fatalf("owner's stat of the pending file: %+v %v, want size %d", fi, err, cut)
+	}
+	if fi, err := r.session("bob").Stat(ctx, "/scan.pdf"); err != nil || fi.Size != int64(len(old)) {
+		t.Fatalf("another user's stat: %+v %v, want the stored version (%d bytes)", fi, err, len(old))
+	}
+	// No read path opens the pending upload: the stored version is read.
+	rd, err := alice.OpenRead(ctx, "/scan.pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(io.NewSectionReader(rd, 0, 1<<30))
+	rd.Close()
+	if !bytes.Equal(got, old) {
+		t.Fatalf("read during the pending upload: %d bytes, want the old %d", len(got), len(old))
+	}
+
+	// reput: open without truncation, write from the pending size on.
+	w, err := alice.OpenWriteFlags(ctx, "/scan.pdf", vfs.WriteFlags{})
+	if err != nil {
+		t.Fatalf("open for resume: %v", err)
+	}
+	writeSeq(t, w, data[cut:], int64(cut))
+	if !bytes.Equal(readBack(t, r.store, "scan.pdf"), old) {
+		t.Fatal("the stored version changed before the resumed upload completed")
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("close of the resumed upload: %v", err)
+	}
+	if !bytes.Equal(readBack(t, r.store, "scan.pdf"), data) {
+		t.Fatal("resumed file differs from the source")
+	}
+	ev := r.ev.find("upload_resumed", "ok")
+	if len(ev) != 1 || ev[0].Bytes != int64(cut) || ev[0].User != "alice" {
+		t.Fatalf("upload_resumed events: %+v, want one at offset %d", ev, cut)
+	}
+	if fi, err := alice.Stat(ctx, "/scan.pdf"); err != nil || fi.Size != int64(len(data)) {
+		t.Fatalf("stat after completion: %+v %v", fi, err)
+	}
+	if n := r.tmpFiles(); n != 0 {
+		t.Fatalf("%d temp files left", n)
+	}
+	r.noManifests()
+}
+
+func TestResumeRestartsFromZeroOrTruncate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fl   vfs.WriteFlags
+	}{{"truncating open", vfs.WriteFlags{Truncate: true}}, {"write from offset 0", vfs.WriteFlags{}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newResumeRig(t)
+			ctx := context.Background()
+			alice := r.session("alice")
+			data := storetest.Data(1 << 20)
+			interrupt(t, alice, "/f.bin", data, 600<<10)
+			w, err := alice.OpenWriteFlags(ctx, "/f.bin", tc.fl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fresh := storetest.Data(70 << 10)
+			writeSeq(t, w, fresh, 0)
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(readBack(t, r.store, "f.bin"), fresh) {
+				t.Fatal("the new upload was not stored as sent")
+			}
+			if n := r.tmpFiles(); n != 0 {
+				t.Fatalf("the discarded upload left %d temp files", n)
+			}
+			if len(r.ev.find("upload_resumed", "ok")) != 0 {
+				t.Fatal("a fresh upload was audited as resumed")
+			}
+		})
+	}
+}
+
+func TestResumeWrongOffsetRefused(t *testing.T) {
+	r := newResumeRig(t)
+	ctx := context.Background()
+	alice := r.session("alice")
+	data := storetest.Data(1 << 20)
+	interrupt(t, alice, "/f.bin", data, 600<<10)
+	w, err := alice.OpenWriteFlags(ctx, "/f.bin", vfs.WriteFlags{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.WriteAt(data[100:200], 100)
+	if !errors.Is(err, vfs.ErrUnsupported) || !bytes.Contains([]byte(err.Error()), []byte("continued at byte 614400")) {
+		t.Fatalf("write at a wrong offset: %v, want a refusal naming byte 614400", err)
+	}
+	_ = w.Close()
+	// The pending upload is still there and still resumes.
+	if fi, err := alice.Stat(ctx, "/f.bin"); err != nil || fi.Size != 600<<10 {
+		t.Fatalf("pending upload after the refusal: %+v %v", fi, err)
+	}
+}
+
+func TestResumeWindowExpires(t *testing.T) {
+	r := newResumeRig(t)
+	ctx := context.Background()
+	alice := r.session("alice")
+	interrupt(t, alice, "/f.bin", storetest.Data(1<<20), 600<<10)
+	if n, err := vfs.SweepResumable(ctx, r.store, r.window, r.now.Add(r.window)); err != nil || n != 0 {
+		t.Fatalf("sweep within the window removed %d (%v)", n, err)
+	}
+	r.now = r.now.Add(r.window + time.Second)
+	if _, err := alice.Stat(ctx, "/f.bin"); !errors.Is(err, vfs.ErrNotExist) {
+		t.Fatalf("stat after the window: %v, want not exist", err)
+	}
+	if n, err := vfs.SweepResumable(ctx, r.store, r.window, r.now); err != nil || n != 1 {
+		t.Fatalf("sweep after the window removed %d (%v), want 1", n, err)
+	}
+	if n := r.tmpFiles(); n != 0 {
+		t.Fatalf("%d temp files left after the sweep", n)
+	}
+	r.noManifests()
+}
+
+func TestResumeOffAbortsAsBefore(t *testing.T) {
+	r := newResumeRig(t)
+	r.window = 0
+	ctx := context.Background()
+	alice := r.session("alice")
+	interrupt(t, alice, "/f.bin", storetest.Data(1<<20), 600<<10)
+	if _, err := alice.Stat(ctx, "/f.bin"); !errors.Is(err, vfs.ErrNotExist) {
+		t.Fatalf("stat: %v, want not exist", err)
+	}
+	if n := r.tmpFiles(); n != 0 {
+		t.Fatalf("%d temp files kept with resume off", n)
+	}
+}
+
+func TestResumeManifestsUnnameable(t *testing.T) {
+	r := newResumeRig(t)
+	ctx := context.Background()
+	alice := r.session("alice")
+	interrupt(t, alice, "/f.bin", storetest.Data(1<<20), 600<<10)
+	if _, err := alice.List(ctx, "/"+vfs.ResumePrefix); err == nil {
+		t.Fatal("the manifest prefix could be listed")
+	}
+	l, err := alice.List(ctx, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, _ := l.Next(100)
+	l.Close()
+	for _, e := range es {
+		if e.Name+"/" == vfs.ResumePrefix {
+			t.Fatal("the manifest prefix is listed")
+		}
+	}
+}
