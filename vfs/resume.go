@@ -1,7 +1,6 @@
 package vfs
 
 import (
-
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -274,4 +273,3 @@ func SweepResumable(ctx context.Context, s Store, window time.Duration, now time
 		token = page.Next
 	}
 }
-
