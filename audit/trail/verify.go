@@ -160,6 +160,9 @@ func VerifyWith(ctx context.Context, store vfs.Store, prefix string, pub ed25519
 			now = o.Now
 		}
 		r.FreshWithin, r.Now = o.FreshWithin, now().UTC()
+		// Read up to the horizon: a batch named a little ahead is judged
+		// like any other, not taken on its name as the newest.
+		to = r.Now.Add(r.FreshWithin)
 	}
 	ents, err := listAll(ctx, store, prefix, true)
 	if err != nil {
@@ -198,19 +201,32 @@ func inRange(t, from, to time.Time) bool {
 func verifyInstance(ctx context.Context, store vfs.Store, prefix string, pub ed25519.PublicKey,
 	inst string, all []listed, from, to time.Time, r *Report) error {
 	sort.Slice(all, func(i, j int) bool { return all[i].key < all[j].key })
-	if r.FreshWithin > 0 {
-		// Key order is sealing order: the last key is the newest batch.
-		newest := all[len(all)-1]
-		switch {
-		case newest.ki.sealed.After(r.Now.Add(r.FreshWithin)):
+	// newestGood is the newest batch the trusted key signed; freshness is
+	// judged by its header, so an old batch renamed, or a junk object with
+	// a fresh name, does not make a cut-off trail look alive.
+	var newestGood *batchInfo
+	defer func() {
+		if r.FreshWithin == 0 {
+			return
+		}
+		newest := all[len(all)-1] // key order is sealing order
+		if newest.ki.sealed.After(r.Now.Add(r.FreshWithin)) {
 			r.Problems = append(r.Problems, Problem{Kind: KindTime, Instance: inst, Key: newest.key, Seq: newest.ki.seq,
 				Detail: fmt.Sprintf("sealed %s, after the time of this verification %s", audit.FormatTime(newest.ki.sealed), audit.FormatTime(r.Now))})
-		case newest.ki.sealed.Before(r.Now.Add(-r.FreshWithin)):
-			r.Problems = append(r.Problems, Problem{Kind: KindStale, Instance: inst, Key: newest.key, Seq: newest.ki.seq,
-				Detail: fmt.Sprintf("the newest batch of instance %s was sealed %s, %s before %s (more than %s): its newest batches were deleted, or it stopped then (verify a stopped instance with --to its last time)",
-					inst, audit.FormatTime(newest.ki.sealed), r.Now.Sub(newest.ki.sealed).Round(time.Second), audit.FormatTime(r.Now), r.FreshWithin)})
 		}
-	}
+		if newestGood != nil && !newestGood.sealed.Before(r.Now.Add(-r.FreshWithin)) {
+			return
+		}
+		p := Problem{Kind: KindStale, Instance: inst, Key: newest.key, Seq: newest.ki.seq,
+			Detail: fmt.Sprintf("instance %s has no genuine batch sealed since %s (%s before %s): its newest batches were deleted, or it stopped (verify a stopped instance with --to its last time)",
+				inst, audit.FormatTime(r.Now.Add(-r.FreshWithin)), r.FreshWithin, audit.FormatTime(r.Now))}
+		if b := newestGood; b != nil {
+			p.Key, p.Seq = b.key, b.seq
+			p.Detail = fmt.Sprintf("the newest batch of instance %s was sealed %s, %s before %s (more than %s): its newest batches were deleted, or it stopped then (verify a stopped instance with --to its last time)",
+				inst, audit.FormatTime(b.sealed), r.Now.Sub(b.sealed).Round(time.Second), audit.FormatTime(r.Now), r.FreshWithin)
+		}
+		r.Problems = append(r.Problems, p)
+	}()
 	lo := sort.Search(len(all), func(i int) bool { return !all[i].ki.sealed.Before(from) || from.IsZero() })
 	hi := lo
 	for hi < len(all) && inRange(all[hi].ki.sealed, from, to) {
@@ -258,6 +274,7 @@ func verifyInstance(ctx context.Context, store vfs.Store, prefix string, pub ed2
 		if !b.parsed || !b.signed {
 			continue
 		}
+		newestGood = b
 		switch {
 		case prev == nil && b.seq == 1:
 			if b.prev != zeroHash {

@@ -444,11 +444,27 @@ func TestVerifyFreshness(t *testing.T) {
 	}
 	onlyProblems(t, at(cut, now), Problem{Kind: KindStale, Key: keys[5]})
 
+	// Neither a junk object named just ahead of now, nor an old genuine
+	// batch renamed to a fresh name, makes the cut-off trail look alive.
+	junk := cut.clone()
+	jk := objectKey("audit/", "gw-1", now.Add(30*time.Second), 9)
+	junk.put(jk, []byte("{}\n"))
+	r := at(junk, now)
+	wantProblem(t, r, KindStale, keys[5])
+	wantProblem(t, r, KindMalformed, jk)
+	renamed := cut.clone()
+	old, _ := renamed.get(keys[0])
+	rk := objectKey("audit/", "gw-1", now.Add(-30*time.Second), 9)
+	renamed.put(rk, old)
+	r = at(renamed, now)
+	wantProblem(t, r, KindStale, rk)
+	wantProblem(t, r, KindKey, rk)
+
 	// A gateway that stopped 3 intervals ago looks the same.
 	onlyProblems(t, at(good, newest(good).Add(3*time.Minute)), Problem{Kind: KindStale, Key: keys[7]})
 
 	// A batch sealed after the verification time is named, not skipped.
-	r := at(good, newest(good).Add(-3*time.Minute))
+	r = at(good, newest(good).Add(-3*time.Minute))
 	wantProblem(t, r, KindTime, keys[7])
 }
 
