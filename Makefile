@@ -8,7 +8,7 @@ BIN     := bin/sftpgw
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build demo test unit deps bench fuzz vulncheck clean
+.PHONY: build demo test unit deps bench fuzz vulncheck mutate mutate-integration clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sftpgw
@@ -34,6 +34,15 @@ bench: deps build
 # The list of fuzz targets is in scripts/fuzz.sh (make test runs it for 10s each).
 fuzz:
 	./scripts/fuzz.sh 60s
+
+# Mutation testing (docs/mutation.md); hours on a small machine, so not in make test.
+# PKGS="vfs authn" limits it; MUTATE_WORKERS, MUTATE_OUT: see scripts/mutate.sh.
+mutate:
+	./scripts/mutate.sh run $(PKGS)
+
+# The same with MinIO up, so the tests that need S3 run against the mutants too.
+mutate-integration:
+	./scripts/mutate.sh integration $(PKGS)
 
 clean:
 	rm -rf bin demo-data bench/results
