@@ -46,6 +46,11 @@ func TestAddUser(t *testing.T) {
 	if set.Len() != 2 {
 		t.Errorf("failed adds changed the set: %d users", set.Len())
 	}
+	// The operator is told which of several keys is bad, counting from 1.
+	_, err = AddUser(set, AddUserOptions{Role: "hr", Keys: []string{newTestKey(t, "").line, "ssh-rsa AAAA"}})
+	if err == nil || !strings.HasPrefix(err.Error(), "key 2:") {
+		t.Errorf("bad second key: %v", err)
+	}
 }
 
 func TestAddKeysRotateRemove(t *testing.T) {

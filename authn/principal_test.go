@@ -86,6 +86,7 @@ func TestPrefixes(t *testing.T) {
 		"2001:db8::1":         "2001:db8::1/128",
 		"::ffff:10.0.0.0/104": "10.0.0.0/8",
 		"::ffff:192.0.2.7":    "192.0.2.7/32",
+		"::ffff:0.0.0.0/96":   "0.0.0.0/0", // the whole 4-in-6 range is all of IPv4
 	} {
 		p, err := ParsePrefix(in)
 		if err != nil || p.String() != want {
