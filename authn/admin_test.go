@@ -105,13 +105,14 @@ func TestParseExpiry(t *testing.T) {
 		"36h":                  t0.Add(36 * time.Hour),
 		"2026-12-31T00:00:00Z": time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC),
 		"2026-12-31":           time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC),
+		"3660d":                t0.Add(3660 * 24 * time.Hour), // the longest in days
 	} {
 		got, err := ParseExpiry(in, t0)
 		if err != nil || !got.Equal(want) {
 			t.Errorf("%s: %v %v, want %v", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "0d", "-3d", "soon", "2020-01-01", "-1h", "d"} {
+	for _, bad := range []string{"", "0d", "-3d", "soon", "2020-01-01", "-1h", "d", "3661d"} {
 		if _, err := ParseExpiry(bad, t0); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
