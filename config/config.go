@@ -55,7 +55,9 @@ type File struct {
 	// Strict refuses to start when a bucket posture check fails.
 	Strict bool `hcl:"strict,optional"`
 	// Operations (config/ops.go).
-	ShutdownGrace string              `hcl:"shutdown_grace,optional"`
+	ShutdownGrace string `hcl:"shutdown_grace,optional"`
+	// ResumeWindow keeps interrupted uploads for resume (docs/resume.md).
+	ResumeWindow  string              `hcl:"resume_window,optional"`
 	Metrics       *MetricsBlock       `hcl:"metrics,block"`
 	ProxyProtocol *ProxyProtocolBlock `hcl:"proxy_protocol,block"`
 }
@@ -153,6 +155,7 @@ type Config struct {
 	Alerts          []Alert
 	Strict          bool
 	ShutdownGrace   time.Duration
+	ResumeWindow    time.Duration      // 0: interrupted uploads are aborted (resume off)
 	Metrics         *Metrics           // nil: no metrics listener
 	ProxyTrusted    proxyproto.Trusted // nil: no PROXY protocol
 }

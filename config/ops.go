@@ -41,6 +41,9 @@ func validateOps(c *Config, raw *File, whole hcl.Range) error {
 	if c.ShutdownGrace, err = duration(raw.ShutdownGrace, DefaultShutdownGrace); err != nil {
 		return at(whole, "shutdown_grace: %v (write e.g. \"30s\")", err)
 	}
+	if c.ResumeWindow, err = duration(raw.ResumeWindow, 0); err != nil || c.ResumeWindow < 0 {
+		return at(whole, "resume_window: %q: write how long interrupted uploads are kept for resume, e.g. \"24h\" (\"0s\": off)", raw.ResumeWindow)
+	}
 	if m := raw.Metrics; m != nil {
 		listen := or(m.Listen, DefaultMetricsListen)
 		host, port, err := net.SplitHostPort(listen)

@@ -78,3 +78,19 @@ func TestOpsErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestResumeWindow(t *testing.T) {
+	c, err := Parse("/etc/sftpgw/cfg.hcl", []byte(opsBase))
+	if err != nil || c.ResumeWindow != 0 {
+		t.Fatalf("default resume_window: %v %v, want 0 (off)", c.ResumeWindow, err)
+	}
+	c, err = Parse("/etc/sftpgw/cfg.hcl", []byte(opsBase+"resume_window = \"24h\"\n"))
+	if err != nil || c.ResumeWindow != 24*time.Hour {
+		t.Fatalf("resume_window 24h: %v %v", c.ResumeWindow, err)
+	}
+	for _, bad := range []string{"-1h", "soon"} {
+		if _, err := Parse("/etc/sftpgw/cfg.hcl", []byte(opsBase+"resume_window = \""+bad+"\"\n")); err == nil || !strings.Contains(err.Error(), "resume_window") {
+			t.Errorf("resume_window %q: %v, want an error naming it", bad, err)
+		}
+	}
+}

@@ -64,6 +64,9 @@ type Config struct {
 	// SessionWriteBuffer bounds the out-of-order upload data one session
 	// may hold in memory, over all its uploads; 0: vfs's default.
 	SessionWriteBuffer int64
+	// ResumeWindow keeps an interrupted upload's stored parts for its
+	// owner to resume (docs/resume.md); 0: aborted, as always.
+	ResumeWindow time.Duration
 	// Users, when set, is checked every RevalidateInterval: a session whose
 	// user was removed, disabled, expired, moved to another role or lost
 	// the key it logged in with is closed.
@@ -428,7 +431,8 @@ func (s *Server) handleConn(raw net.Conn) {
 		Kex: algs.KeyExchange, Cipher: algs.Read.Cipher, Result: "ok"})
 	log := s.log.With("session", sess.ID, "user", p.User)
 	fs := vfs.New(vfs.Options{Store: store, StoreName: p.Storage, Session: sess, Audit: s.cfg.Audit,
-		Uploads: s.uploads, Log: log, SessionWindow: s.cfg.SessionWriteBuffer})
+		Uploads: s.uploads, Log: log, SessionWindow: s.cfg.SessionWriteBuffer,
+		ResumeWindow: s.cfg.ResumeWindow, Now: s.cfg.Now})
 
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()

@@ -19,7 +19,7 @@ func (m *Metrics) WrapStore(name string, s vfs.Store) vfs.Store {
 	st := &store{s: s, name: name, errs: map[string]prometheus.Counter{}, dur: map[string]prometheus.Observer{}}
 	// Resolve label sets once: this sits on the upload and download path.
 	for _, op := range []string{"stat", "list", "create", "read", "read_stream", "delete", "copy",
-		"set_mtime", "upload_write", "upload_commit", "upload_abort"} {
+		"set_mtime", "upload_write", "upload_commit", "upload_abort", "upload_suspend", "resume"} {
 		st.errs[op] = m.storeErr.WithLabelValues(name, op)
 		st.dur[op] = m.storeDur.WithLabelValues(name, op)
 	}
@@ -149,4 +149,44 @@ func (b *body) Read(p []byte) (int, error) {
 		b.failOnce.Do(func() { b.s.fail("read_stream", err) })
 	}
 	return n, err
+}
+
+// Suspend keeps an interrupted upload for resume when the store can
+// (vfs.Suspender), else aborts it: nothing is kept.
+func (u *upload) Suspend(ctx context.Context) (vfs.SuspendedUpload, error) {
+	sp, ok := u.Upload.(vfs.Suspender)
+	if !ok {
+		return vfs.SuspendedUpload{}, u.Abort(ctx)
+	}
+	t0 := time.Now()
+	su, err := sp.Suspend(ctx)
+	u.s.done("upload_suspend", t0, err)
+	return su, err
+}
+
+// Resume continues a suspended upload (vfs.Resumer) on stores that can.
+func (s *store) Resume(ctx context.Context, key string, su vfs.SuspendedUpload, opt vfs.CreateOptions) (vfs.Upload, error) {
+	rs, ok := s.s.(vfs.Resumer)
+	if !ok {
+		return nil, vfs.ErrUnsupported
+	}
+	t0 := time.Now()
+	up, err := rs.Resume(ctx, key, su, opt)
+	s.done("resume", t0, err)
+	if err != nil {
+		return nil, err
+	}
+	return &upload{Upload: up, s: s}, nil
+}
+
+// DiscardSuspended frees a suspended upload (vfs.Resumer).
+func (s *store) DiscardSuspended(ctx context.Context, key string, su vfs.SuspendedUpload) error {
+	rs, ok := s.s.(vfs.Resumer)
+	if !ok {
+		return nil
+	}
+	t0 := time.Now()
+	err := rs.DiscardSuspended(ctx, key, su)
+	s.done("upload_abort", t0, err)
+	return err
 }

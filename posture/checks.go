@@ -325,7 +325,10 @@ var checks = []check{
 				return Fail, "cannot read the lifecycle: " + errText(err)
 			}
 			for _, r := range rules {
-				if wholeBucket(r) && r.AbortIncompleteMultipartUpload != nil && aws.ToInt32(r.AbortIncompleteMultipartUpload.DaysAfterInitiation) > 0 {
+				if d := aws.ToInt32(r.AbortIncompleteMultipartUpload.DaysAfterInitiation); wholeBucket(r) && r.AbortIncompleteMultipartUpload != nil && d > 0 {
+					if d < AbortDays(b.t.ResumeWindow) {
+						return Fail, fmt.Sprintf("rule %q aborts uploads after %d day(s), within resume_window %s: interrupted uploads would be lost before they can be resumed", aws.ToString(r.ID), d, b.t.ResumeWindow)
+					}
 					return Pass, fmt.Sprintf("rule %q aborts uploads after %d day(s)", aws.ToString(r.ID), aws.ToInt32(r.AbortIncompleteMultipartUpload.DaysAfterInitiation))
 				}
 			}
@@ -337,9 +340,16 @@ var checks = []check{
 		fix:    func(ctx context.Context, b *bucket) error { return b.putLifecycle(ctx) },
 		fixKey: "lifecycle",
 		howto: func(b *bucket) string {
-			return "add AbortIncompleteMultipartUpload DaysAfterInitiation=1 to a whole-bucket lifecycle rule (or sftpgw check --fix)"
+			return fmt.Sprintf("add AbortIncompleteMultipartUpload DaysAfterInitiation=%d to a whole-bucket lifecycle rule (or sftpgw check --fix)", AbortDays(b.t.ResumeWindow))
 		},
 	},
+}
+
+// AbortDays is the lifecycle age for incomplete multipart uploads: 1 day,
+// or more than resume_window (a resumed upload's parts date from its
+// first start, and the gateway's sweeper must act first).
+func AbortDays(resumeWindow time.Duration) int32 {
+	return max(1, int32(resumeWindow/(24*time.Hour))+1)
 }
 
 // ExpirationDays is the lifecycle expiration for a retention period: whole
@@ -388,7 +398,7 @@ func (b *bucket) putLifecycle(ctx context.Context) error {
 		ID:                             aws.String(lifecycleRuleID),
 		Status:                         types.ExpirationStatusEnabled,
 		Filter:                         &types.LifecycleRuleFilter{Prefix: aws.String("")},
-		AbortIncompleteMultipartUpload: &types.AbortIncompleteMultipartUpload{DaysAfterInitiation: aws.Int32(1)},
+		AbortIncompleteMultipartUpload: &types.AbortIncompleteMultipartUpload{DaysAfterInitiation: aws.Int32(AbortDays(b.t.ResumeWindow))},
 	}
 	if b.t.Retention > 0 {
 		rule.Expiration = &types.LifecycleExpiration{Days: aws.Int32(days)}

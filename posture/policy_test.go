@@ -79,3 +79,11 @@ func TestPrintShowsFixes(t *testing.T) {
 		t.Error("Failures")
 	}
 }
+
+func TestAbortDaysExceedResumeWindow(t *testing.T) {
+	for w, want := range map[time.Duration]int32{0: 1, time.Hour: 1, 24 * time.Hour: 2, 36 * time.Hour: 2, 7 * 24 * time.Hour: 8} {
+		if got := AbortDays(w); got != want || (w > 0 && time.Duration(got)*24*time.Hour <= w) {
+			t.Errorf("resume_window %s: abort after %d days, want %d (more than the window)", w, got, want)
+		}
+	}
+}

@@ -67,6 +67,9 @@ type Target struct {
 	// or with strict, the audit bucket must have S3 Object Lock.
 	LockRetention time.Duration
 	RequireLock   bool
+	// ResumeWindow is resume_window: the lifecycle rule must not abort
+	// an interrupted upload before the gateway's own sweeper does.
+	ResumeWindow time.Duration
 }
 
 // Options tune Run.
@@ -83,7 +86,7 @@ func Targets(cfg *config.Config) []Target {
 	var out []Target
 	for name, s := range cfg.Storage {
 		t := Target{Storage: name, Type: s.Type, Root: s.Root, Retention: s.RetentionPeriod(),
-			Audit: cfg.Audit != nil && cfg.Audit.Storage == name}
+			Audit: cfg.Audit != nil && cfg.Audit.Storage == name, ResumeWindow: cfg.ResumeWindow}
 		t.Files = used[name] && !t.Audit
 		if t.Audit {
 			t.LockRetention = cfg.Audit.LockRetention

@@ -191,7 +191,8 @@ func serveOn(ctx context.Context, cfg *config.Config, ready func(net.Addr),
 		KexTimeout: cfg.Conn.KexTimeout, Startups: cfg.Conn.Startups, MaxUnauthPerSource: cfg.Conn.MaxUnauthPerSource,
 		MaxSessionsPerUser: cfg.Conn.MaxSessionsPerUser, MaxSessionsPerSource: cfg.Conn.MaxSessionsPerSrc,
 		MaxHandles: cfg.Conn.MaxOpenHandles, SessionWriteBuffer: cfg.Conn.SessionWriteBuffer,
-		Users: users, MaxSessionLifetime: cfg.Conn.MaxSessionLifetime,
+		ResumeWindow: cfg.ResumeWindow,
+		Users:        users, MaxSessionLifetime: cfg.Conn.MaxSessionLifetime,
 		WrapConn: wrapConn(cfg, log), Algorithms: algorithms(cfg, log),
 	})
 	if err != nil {
@@ -242,6 +243,9 @@ func serveOn(ctx context.Context, cfg *config.Config, ready func(net.Addr),
 		}
 	}()
 
+	if cfg.ResumeWindow > 0 {
+		go sweepResumable(ctx, stores, cfg.ResumeWindow, log.Named("resume"))
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	var serveErr error
@@ -382,4 +386,28 @@ func algorithms(cfg *config.Config, log hclog.Logger) *ssh.Algorithms {
 	a := gateway.DefaultAlgorithms()
 	a.MACs = append(a.MACs, ssh.HMACSHA256, ssh.HMACSHA512)
 	return &a
+}
+
+// sweepResumable aborts interrupted uploads kept longer than window and
+// removes their manifests (docs/resume.md), at start and then every
+// window/24 (at least a minute, at most an hour). Several instances
+// sharing a bucket may sweep together: removing twice is harmless.
+func sweepResumable(ctx context.Context, stores map[string]vfs.Store, window time.Duration, log hclog.Logger) {
+	every := min(max(window/24, time.Minute), time.Hour)
+	for {
+		for name, st := range stores {
+			n, err := vfs.SweepResumable(ctx, st, window, time.Now())
+			if err != nil && ctx.Err() == nil {
+				log.Warn("sweeping expired interrupted uploads failed", "storage", name, "error", vfs.SafeMessage(err))
+			}
+			if n > 0 {
+				log.Info("expired interrupted uploads removed", "storage", name, "count", n)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
 }
