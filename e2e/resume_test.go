@@ -1,0 +1,169 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/sftpgw/sftpgw/audit"
+	"github.com/sftpgw/sftpgw/gateway"
+	"github.com/sftpgw/sftpgw/internal/testenv"
+	"github.com/sftpgw/sftpgw/internal/testgw"
+	"github.com/sftpgw/sftpgw/vfs"
+	"github.com/sftpgw/sftpgw/vfs/s3store"
+)
+
+// resumePartSize keeps the resume tests small: 40 MiB are 8 parts.
+const resumePartSize = 5 << 20
+
+// resumeGateway is a test gateway with resume_window on and 5 MiB parts.
+func resumeGateway(t *testing.T) *testgw.Gateway {
+	stores := map[string]vfs.Store{}
+	s3cfg := map[string]s3store.Config{}
+	for _, name := range []string{"files", "logs"} {
+		cfg := testenv.S3(t)
+		cfg.PartSize = resumePartSize
+		st, err := s3store.New(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores[name], s3cfg[name] = st, cfg
+	}
+	g := testgw.Start(t, testgw.Options{Stores: stores, Tweak: func(c *gateway.Config) { c.ResumeWindow = time.Hour }})
+	g.S3 = s3cfg
+	return g
+}
+
+// pendingParts is the number of parts of key's multipart uploads in the bucket.
+func pendingParts(t *testing.T, c *s3.Client, bucket, key string) int {
+	t.Helper()
+	ctx := context.Background()
+	ups, err := c.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &bucket, Prefix: &key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, u := range ups.Uploads {
+		ps, err := c.ListParts(ctx, &s3.ListPartsInput{Bucket: &bucket, Key: u.Key, UploadId: u.UploadId})
+		if err != nil {
+			continue // completed or aborted meanwhile
+		}
+		n += len(ps.Parts)
+	}
+	return n
+}
+
+// killedPut starts cmd (an upload of a 40 MiB file through a rate-limited
+// client), SIGKILLs it once parts reach wantParts, and waits for the
+// gateway to keep the interrupted upload (its manifest appears).
+func killedPut(t *testing.T, g *testgw.Gateway, cmd *exec.Cmd, key string, wantParts int) {
+	t.Helper()
+	c, bucket := s3Client(t, g, "files")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	waitFor(t, 60*time.Second, fmt.Sprintf("%d parts stored", wantParts), func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("the client finished before it was killed: %v", err)
+		default:
+		}
+		return pendingParts(t, c, bucket, key) >= wantParts
+	})
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+	waitFor(t, 60*time.Second, "the resume manifest", func() bool {
+		out, err := c.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: aws.String(vfs.ResumePrefix)})
+		return err == nil && len(out.Contents) > 0
+	})
+	if exists(t, c, bucket, key) {
+		t.Fatal("the interrupted upload is visible as an object")
+	}
+}
+
+// resumedAt returns the offset of the one upload_resumed event of path,
+// and the bytes the gateway had received before the interruption.
+func resumedAt(t *testing.T, g *testgw.Gateway, path string) (offset, received int64) {
+	t.Helper()
+	rs := g.Events.Find(audit.Event{Op: "upload_resumed", Path: path})
+	if len(rs) != 1 {
+		t.Fatalf("upload_resumed events for %s: %+v, want 1", path, rs)
+	}
+	for _, e := range g.Events.Find(audit.Event{Op: "upload", Path: path}) {
+		if strings.Contains(e.Detail, "kept for resume") {
+			received = e.Bytes
+		}
+	}
+	return rs[0].Bytes, received
+}
+
+func sftpCmd(g *testgw.Gateway, u *testgw.User, batch string, extra ...string) *exec.Cmd {
+	args := append(g.SSHArgs(u), "-P", fmt.Sprint(g.Port))
+	args = append(args, extra...)
+	args = append(args, "-b", "-", u.Name+"@"+g.Host)
+	cmd := exec.Command("sftp", args...)
+	cmd.Env = g.ClientEnv(u, "")
+	cmd.Stdin = strings.NewReader(batch)
+	cmd.Dir = g.Dir
+	return cmd
+}
+
+// TestResumeOpenSSHReput: OpenSSH sftp put killed at about 60 %, then
+// reput finishes from the kept parts; the object equals the source and is
+// encrypted, never visible before; others never see the pending file.
+func TestResumeOpenSSHReput(t *testing.T) {
+	needTool(t, "sftp")
+	g := resumeGateway(t)
+	u := g.AddUser("applicant", false)
+	other := g.AddUser("applicant", false)
+	hr := g.AddUser("hr", true)
+	c, bucket := s3Client(t, g, "files")
+	key := cliHome(u) + "scan.bin"
+	big, sum := randomFile(t, t.TempDir(), "scan.bin", 8*resumePartSize)
+	// 80 Mbit/s: 40 MiB take about 4 s, room to kill it at 5 of 8 parts.
+	killedPut(t, g, sftpCmd(g, u, "put "+big+" scan.bin", "-l", "81920"), key, 5)
+
+	out, err := g.SFTP(u, "ls -l scan.bin")
+	if err != nil {
+		t.Fatalf("owner's ls of the pending file: %v\n%s", err, out)
+	}
+	if out, err := g.SFTP(other, "ls -l /scan.bin"); err == nil {
+		t.Fatalf("another applicant sees a pending file:\n%s", out)
+	}
+	if out, err := g.SFTP(hr, "ls -l "+u.Name+"/scan.bin"); err == nil || !strings.Contains(out, "not found") {
+		t.Fatalf("HR sees the pending file (%v):\n%s", err, out)
+	}
+	if out, err := g.SFTP(u, "reput "+big+" scan.bin"); err != nil {
+		t.Fatalf("reput: %v\n%s", err, out)
+	}
+	if got := objectSHA(t, c, bucket, key); got != sum {
+		t.Fatalf("resumed object sha %s, want %s", got, sum)
+	}
+	assertSSE(t, c, bucket, key)
+	off, received := resumedAt(t, g, "/scan.bin")
+	if off < 5*resumePartSize || off%resumePartSize != 0 {
+		t.Errorf("resumed at %d, want a whole number of parts >= 5", off)
+	}
+	resent := received - off
+	t.Logf("interrupted at %d of %d bytes (%.0f %%), resumed at %d: %d bytes re-sent (part size %d)",
+		received, 8*resumePartSize, 100*float64(received)/float64(8*resumePartSize), off, resent, resumePartSize)
+	if resent >= resumePartSize {
+		t.Errorf("%d bytes re-sent, want under one part", resent)
+	}
+	if n := pendingParts(t, c, bucket, key); n != 0 {
+		t.Errorf("%d parts still pending after completion", n)
+	}
+	out2, _ := c.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: aws.String(vfs.ResumePrefix)})
+	if len(out2.Contents) != 0 {
+		t.Errorf("manifests left after completion: %d", len(out2.Contents))
+	}
+}
