@@ -417,7 +417,7 @@ func scrape(t *testing.T, m *Metrics) string {
 	return rec.Body.String()
 }
 
-// The README's alert rule uses increase(sftpgw_bans_total[10m]): the series
+// The alert rule in docs/operations.md uses increase(sftpgw_bans_total[10m]): the series
 // must be scraped (at 0) before the first ban, not appear with it.
 func TestAlertSeriesStartAtZero(t *testing.T) {
 	m := New(Options{NoRuntime: true})

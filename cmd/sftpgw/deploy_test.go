@@ -306,9 +306,9 @@ func TestNoCredentialsSaysSo(t *testing.T) {
 	}
 }
 
-// TestReadmeQuotesReloadMessages: the log lines the README tells operators
-// to look for after a rejected reload are the ones reload writes.
-func TestReadmeQuotesReloadMessages(t *testing.T) {
+// TestDocsQuoteReloadMessages: the log lines docs/operations.md tells
+// operators to look for after a rejected reload are the ones reload writes.
+func TestDocsQuoteReloadMessages(t *testing.T) {
 	dir := t.TempDir()
 	p := writeConfig(t, dir, "")
 	users := filepath.Join(dir, "users.hcl")
@@ -331,18 +331,18 @@ func TestReadmeQuotesReloadMessages(t *testing.T) {
 	log := hclog.New(&hclog.LoggerOptions{Output: &logs})
 	reload(p, db, auth, map[string]vfs.Store{}, audit.Discard, log)
 
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	quoted := regexp.MustCompile("`((config|users) reload rejected;[^`]*)`").FindAllStringSubmatch(
 		strings.Join(strings.Fields(string(readme)), " "), -1)
 	if len(quoted) < 2 {
-		t.Fatalf("README quotes %d reload-rejected lines, want the users and the config one", len(quoted))
+		t.Fatalf("docs/operations.md quotes %d reload-rejected lines, want the users and the config one", len(quoted))
 	}
 	for _, q := range quoted {
 		if !strings.Contains(logs.String(), q[1]) {
-			t.Errorf("README quotes %q, which reload does not log:\n%s", q[1], logs.String())
+			t.Errorf("docs/operations.md quotes %q, which reload does not log:\n%s", q[1], logs.String())
 		}
 	}
 }
