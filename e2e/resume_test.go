@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -165,5 +166,63 @@ func TestResumeOpenSSHReput(t *testing.T) {
 	out2, _ := c.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: aws.String(vfs.ResumePrefix)})
 	if len(out2.Contents) != 0 {
 		t.Errorf("manifests left after completion: %d", len(out2.Contents))
+	}
+}
+
+// TestResumeOtherClientsAndInstances: an upload interrupted through
+// OpenSSH sftp is finished by lftp put -c, by psftp reput, and through a
+// second gateway instance sharing the bucket (the manifest lives there).
+func TestResumeOtherClientsAndInstances(t *testing.T) {
+	needTool(t, "sftp")
+	g := resumeGateway(t)
+	u := g.AddUser("partner", false)
+	c, bucket := s3Client(t, g, "files")
+	dir := t.TempDir()
+	big, sum := randomFile(t, dir, "big.bin", 8*resumePartSize)
+	events := g.Events // where the resumed upload is audited
+	finish := map[string]func(name string) (string, error){
+		"lftp put -c": func(name string) (string, error) {
+			needTool(t, "lftp")
+			connect := "ssh -a -x " + strings.Join(g.SSHArgs(u), " ")
+			script := []string{
+				"set sftp:connect-program '" + connect + "'", "set cmd:fail-exit yes", "set net:max-retries 2",
+				fmt.Sprintf("open -u %s, -p %d sftp://%s", u.Name, g.Port, g.Host),
+				"put -c big.bin -o " + name,
+			}
+			return cliRun{dir: dir, env: append(os.Environ(), "HOME="+dir), timeout: 2 * time.Minute}.run(t, "lftp", "-c", strings.Join(script, "; "))
+		},
+		"psftp reput": func(name string) (string, error) {
+			needTool(t, "psftp")
+			needTool(t, "puttygen")
+			return cliRun{dir: dir, env: append(os.Environ(), "HOME="+dir)}.run(t, "psftp", "-batch", "-hostkey", cliFingerprint(t, g),
+				"-i", cliPPK(t, u, dir), "-P", fmt.Sprint(g.Port), "-b", cliScript(t, dir, name+".txt", "reput "+big+" "+name, "quit"), u.Name+"@"+g.Host)
+		},
+		"second instance": func(name string) (string, error) {
+			g2 := testgw.Start(t, testgw.Options{Stores: g.Stores, UsersFile: g.UsersFile(),
+				Tweak: func(c *gateway.Config) { c.ResumeWindow = time.Hour }})
+			events = g2.Events
+			return g2.SFTP(u, "reput "+big+" "+name)
+		},
+	}
+	i := 0
+	for how, fn := range finish {
+		i++
+		name := fmt.Sprintf("f%d.bin", i)
+		t.Run(how, func(t *testing.T) {
+			events = g.Events
+			key := cliHome(u) + name
+			killedPut(t, g, sftpCmd(g, u, "put "+big+" "+name, "-l", "81920"), key, 4)
+			if out, err := fn(name); err != nil {
+				t.Fatalf("%s: %v\n%s", how, err, out)
+			}
+			if got := objectSHA(t, c, bucket, key); got != sum {
+				t.Fatalf("resumed object sha %s, want %s", got, sum)
+			}
+			assertSSE(t, c, bucket, key)
+			// Not started again from 0: the kept parts were used.
+			if rs := events.Find(audit.Event{Op: "upload_resumed", Path: "/" + name}); len(rs) != 1 || rs[0].Bytes < 4*resumePartSize {
+				t.Errorf("upload_resumed events: %+v, want one at >= 4 parts", rs)
+			}
+		})
 	}
 }
