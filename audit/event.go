@@ -1,5 +1,10 @@
-// Package audit defines the audit event and ships events to a separate
-// storage block as hash-chained, signed JSON-lines batches.
+// Package audit defines the audit Event (a connection, an authentication
+// step or a file operation decided by the VFS choke point), the Recorder
+// interface every consumer of events implements, and two small recorders:
+// NewLogRecorder writes events to the operator log and Multi fans them out.
+//
+// Shipping events to the audit bucket as hash-chained, signed batches is
+// the job of package audit/trail; metrics and alerts are Recorders too.
 package audit
 
 import (

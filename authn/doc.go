@@ -6,4 +6,9 @@
 // a TOTP code as a second, keyboard-interactive step bound to that verified
 // key. There is no password authentication and keyboard-interactive alone
 // never logs anyone in.
+//
+// The package also administers the users file that the decisions read:
+// parsing and writing it atomically (usersfile.go), adding, removing and
+// changing accounts for `sftpgw user` (admin.go), pseudonymous names
+// (names.go) and the TOTP enrolment QR code (qr.go).
 package authn

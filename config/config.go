@@ -1,6 +1,9 @@
-// Package config loads the gateway's HCL configuration into plain values.
-// Every error names the file and line and says what to change; nothing is
-// kept in package-level state, so a reload builds new values to swap in.
+// Package config loads the gateway's HCL configuration into a Config
+// struct: parsed durations, sizes, address ranges, roles (as authn roles),
+// limits, and the storage blocks, which Config.OpenStore turns into an S3
+// or local vfs.Store. Every error names the file and line and says what to
+// change; nothing is kept in package-level state, so a reload builds new
+// values to swap in.
 package config
 
 import (

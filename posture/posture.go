@@ -2,7 +2,9 @@
 // the S3 buckets the gateway uses: versioning, default encryption, public
 // access, a bucket policy that refuses plain-HTTP access and unencrypted
 // uploads, MFA delete on file buckets, a lifecycle rule matching the
-// retention period, and an audit bucket separate from every file bucket.
+// retention period (and aborting incomplete uploads), Object Lock on the
+// audit bucket, and an audit bucket separate from every file bucket. With
+// Fix it also creates a missing bucket (the audit one with Object Lock).
 //
 // S3-compatible servers do not implement everything (MinIO has no public
 // access block or MFA delete): such checks report "unsupported by

@@ -4,9 +4,10 @@
 // real client address.
 //
 // Only connections from trusted load balancers are parsed, and those must
-// send a header. Everything else is passed through untouched: a PROXY header
-// from an untrusted peer then reaches the SSH handshake as garbage and
-// fails, so nobody can spoof an address by sending a header directly.
+// send a header. Everything else is passed through with its bytes
+// untouched, but guarded: if it starts with a PROXY header, its first read
+// fails (ErrUntrustedHeader) and a warning names the peer, so nobody can
+// spoof an address by sending a header directly.
 package proxyproto
 
 import (

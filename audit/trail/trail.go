@@ -48,7 +48,9 @@
 // spool it is recovered from the newest batch of the instance in the store.
 //
 // At every FlushInterval tick with nothing to seal, a batch without events
-// (a heartbeat) is sealed, so a running instance seals a batch per interval.
+// (a heartbeat) is sealed, so a running instance seals a batch per interval,
+// except while the store is down or the spool is nearly full (the room is
+// kept for events).
 //
 // Verify checks a trail: per instance, every digest and signature, header
 // against key, contiguous seqs, prev links and sealing times, and reports

@@ -1,6 +1,8 @@
 // Package testgw runs a real gateway in the test process (real SSH server,
-// real store) and drives it with real client programs: OpenSSH sftp, sshfs,
-// psftp, lftp, rclone, curl and paramiko. Only the wiring is test code.
+// authenticator, VFS and store; audit events are kept in memory, and an
+// audit trail is added with Options.Trail) for the e2e suites, which drive
+// it with real client programs; Gateway.SFTP runs OpenSSH sftp itself. The
+// wiring is its own, not serve's: no metrics, alerts or retention sweeper.
 package testgw
 
 import (
