@@ -112,6 +112,9 @@ type Webhook struct {
 // Options configure a Sender.
 type Options struct {
 	Webhooks []Webhook
+	Emails   []Email
+	// Clock gives the time of alerts and digests; nil: the real clock.
+	Clock Clock
 	Log      hclog.Logger
 	// Source names this gateway in every payload (e.g. the host name).
 	Source string
@@ -147,7 +150,12 @@ type Sender struct {
 	log    hclog.Logger
 	source string
 	now    func() time.Time
-	wg     sync.WaitGroup
+	clock  Clock
+	// digests follow files for the email sinks with a digest schedule.
+	digests     []*digest
+	stopDigests func()
+	dwg         sync.WaitGroup
+	wg          sync.WaitGroup
 	cancel context.CancelFunc
 	closed atomic.Bool
 }
@@ -161,8 +169,17 @@ func New(o Options) (*Sender, error) {
 		o.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Sender{log: o.Log, source: o.Source, now: time.Now, cancel: cancel}
+	if o.Clock == nil {
+		o.Clock = realClock{}
+	}
+	s := &Sender{log: o.Log, source: o.Source, now: o.Clock.Now, clock: o.Clock, cancel: cancel}
+	names := map[string]bool{}
 	for _, w := range o.Webhooks {
+		if names[w.Name] {
+			cancel()
+			return nil, fmt.Errorf("alerts: sink %q defined twice", w.Name)
+		}
+		names[w.Name] = true
 		h, err := newHook(w, o.Client, o.Log.With("webhook", w.Name))
 		if err != nil {
 			cancel()
@@ -170,9 +187,33 @@ func New(o Options) (*Sender, error) {
 		}
 		s.hooks = append(s.hooks, h)
 	}
+	for _, m := range o.Emails {
+		if names[m.Name] {
+			cancel()
+			return nil, fmt.Errorf("alerts: sink %q defined twice", m.Name)
+		}
+		names[m.Name] = true
+		h, d, err := newMailHook(m, o.Source, o.Clock, o.Log.With("email", m.Name))
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		s.hooks = append(s.hooks, h)
+		if d != nil {
+			s.digests = append(s.digests, d)
+		}
+	}
 	for _, h := range s.hooks {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); h.run(ctx) }()
+	}
+	// Digests stop first at Close (their own context), so that the last
+	// queued digest is still delivered.
+	dctx, dcancel := context.WithCancel(ctx)
+	s.stopDigests = func() { dcancel(); s.dwg.Wait() }
+	for _, d := range s.digests {
+		s.dwg.Add(1)
+		go func() { defer s.dwg.Done(); d.run(dctx) }()
 	}
 	return s, nil
 }
@@ -183,15 +224,26 @@ func (s *Sender) Record(e audit.Event) {
 	if s.closed.Load() || len(s.hooks) == 0 {
 		return
 	}
+	e = audit.Stamp(e, s.now)
+	for _, d := range s.digests {
+		d.observe(e)
+	}
 	names := Classify(e)
 	if len(names) == 0 {
 		return
 	}
-	e = audit.Stamp(e, s.now)
 	for _, name := range names {
 		var body []byte
+		var p *Payload
 		for _, h := range s.hooks {
 			if !h.wants(name) {
+				continue
+			}
+			if h.mail != nil {
+				if p == nil {
+					p = &Payload{ID: newID(), Alert: name, Time: audit.FormatTime(s.now()), Source: s.source, Event: e}
+				}
+				h.enqueue(item{name: name, payload: p})
 				continue
 			}
 			if body == nil {
@@ -232,6 +284,7 @@ func (s *Sender) Close(ctx context.Context) error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.stopDigests()
 	for _, h := range s.hooks {
 		h.mu.Lock()
 		h.stopping = true
@@ -257,8 +310,10 @@ func (s *Sender) Close(ctx context.Context) error {
 }
 
 type item struct {
-	name string
-	body []byte
+	name    string
+	body    []byte   // webhook: the signed JSON payload
+	payload *Payload // email: what the message describes
+	mail    *message // email: a prebuilt message (digest, test)
 }
 
 type hook struct {
@@ -268,6 +323,10 @@ type hook struct {
 	client *http.Client
 	log    hclog.Logger
 	target string // scheme://host only: the path may hold a token
+	// send makes one delivery attempt; retry reports whether a failure
+	// may pass on a later attempt.
+	send func(ctx context.Context, it item) (retry bool, err error)
+	mail *Email // set for an email sink
 
 	mu       sync.Mutex
 	queue    []item
@@ -286,6 +345,27 @@ func newHook(w Webhook, c *http.Client, log hclog.Logger) (*hook, error) {
 	if len(w.Secret) == 0 {
 		return nil, fmt.Errorf("alerts: webhook %q: empty secret", w.Name)
 	}
+	h, err := newQueue(w, log, u.Scheme+"://"+u.Host)
+	if err != nil {
+		return nil, err
+	}
+	h.client = c
+	h.send = func(ctx context.Context, it item) (bool, error) {
+		status, err := h.post(ctx, it, Sign(h.w.Secret, it.body))
+		switch {
+		case err != nil:
+			return true, err
+		case status/100 == 2:
+			return false, nil
+		}
+		return status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500,
+			fmt.Errorf("HTTP %d", status)
+	}
+	return h, nil
+}
+
+// newQueue applies the queueing defaults shared by every sink.
+func newQueue(w Webhook, log hclog.Logger, target string) (*hook, error) {
 	if w.Timeout <= 0 {
 		w.Timeout = 10 * time.Second
 	}
@@ -301,8 +381,7 @@ func newHook(w Webhook, c *http.Client, log hclog.Logger) (*hook, error) {
 	if w.MaxBackoff <= 0 {
 		w.MaxBackoff = time.Minute
 	}
-	h := &hook{w: w, events: map[string]bool{}, client: c, log: log, target: u.Scheme + "://" + u.Host,
-		wake: make(chan struct{}, 1)}
+	h := &hook{w: w, events: map[string]bool{}, log: log, target: target, wake: make(chan struct{}, 1)}
 	for _, e := range w.Events {
 		switch {
 		case e == "*":
@@ -310,7 +389,7 @@ func newHook(w Webhook, c *http.Client, log hclog.Logger) (*hook, error) {
 		case contains(Names, e):
 			h.events[e] = true
 		default:
-			return nil, fmt.Errorf("alerts: webhook %q: unknown event %q", w.Name, e)
+			return nil, fmt.Errorf("alerts: %q: unknown event %q", w.Name, e)
 		}
 	}
 	return h, nil
@@ -387,21 +466,14 @@ func (h *hook) run(ctx context.Context) {
 // deliver tries one alert until it is accepted, refused for good, or out
 // of attempts.
 func (h *hook) deliver(ctx context.Context, it item) {
-	sig := Sign(h.w.Secret, it.body)
 	delay := h.w.Backoff
 	for attempt := 1; ; attempt++ {
-		status, err := h.post(ctx, it, sig)
-		if err == nil && status/100 == 2 {
+		retry, err := h.send(ctx, it)
+		if err == nil {
 			h.delivered.Add(1)
 			return
 		}
-		retry := err != nil || status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500
-		reason := ""
-		if err != nil {
-			reason = err.Error()
-		} else {
-			reason = fmt.Sprintf("HTTP %d", status)
-		}
+		reason := err.Error()
 		if !retry || attempt >= h.w.Attempts || ctx.Err() != nil {
 			h.failed.Add(1)
 			h.log.Error("alert delivery failed", "alert", it.name, "target", h.target, "attempts", attempt, "reason", reason)

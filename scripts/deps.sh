@@ -21,6 +21,8 @@ check haproxy haproxy
 check ip iproute2
 check fusermount3 fuse3
 /usr/bin/python3 -c 'import paramiko' 2>/dev/null || need+=(python3-paramiko)
+# The email alert tests run a real SMTP server (STARTTLS, AUTH).
+/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || need+=(python3-aiosmtpd)
 # curl must speak sftp (Debian's does).
 if command -v curl >/dev/null && ! curl -V | grep -qw sftp; then need+=(curl); fi
 
