@@ -115,7 +115,7 @@ type Options struct {
 	Emails   []Email
 	// Clock gives the time of alerts and digests; nil: the real clock.
 	Clock Clock
-	Log      hclog.Logger
+	Log   hclog.Logger
 	// Source names this gateway in every payload (e.g. the host name).
 	Source string
 	// Client sends the requests; default: a client with no global timeout
@@ -156,8 +156,8 @@ type Sender struct {
 	stopDigests func()
 	dwg         sync.WaitGroup
 	wg          sync.WaitGroup
-	cancel context.CancelFunc
-	closed atomic.Bool
+	cancel      context.CancelFunc
+	closed      atomic.Bool
 }
 
 // New validates o and starts one delivery goroutine per webhook.

@@ -324,7 +324,6 @@ func (d *digest) build(now time.Time, daily bool) (message, bool) {
 	return message{subject: subj, text: tx.String(), html: hx.String()}, true
 }
 
-
 func orDash(s string) string {
 	if s == "" {
 		return "sftpgw"
