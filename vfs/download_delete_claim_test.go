@@ -30,7 +30,9 @@ type failingCommit struct {
 	s *claimFailStore
 }
 
-func (u *failingCommit) Commit(context.Context) error { return errors.New("injected: storage unavailable") }
+func (u *failingCommit) Commit(context.Context) error {
+	return errors.New("injected: storage unavailable")
+}
 
 func (u *failingCommit) Abort(ctx context.Context) error {
 	u.s.aborts.Add(1)
