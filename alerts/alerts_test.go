@@ -324,15 +324,15 @@ func TestLoadSecretAndFromConfig(t *testing.T) {
 	if b, err := LoadSecret("", p); err != nil || string(b) != "from-file" {
 		t.Errorf("file: %q %v", b, err)
 	}
-	s, err := FromConfig([]config.Alert{{Name: "a", URL: "https://example.com/h", Events: []string{"lockout"}, SecretFile: p}}, "gw", nil)
+	s, err := FromConfig(Config{Webhooks: []config.Alert{{Name: "a", URL: "https://example.com/h", Events: []string{"lockout"}, SecretFile: p}}, Source: "gw"})
 	if err != nil || s == nil {
 		t.Fatalf("FromConfig: %v", err)
 	}
 	s.Close(context.Background())
-	if _, err := FromConfig([]config.Alert{{Name: "a", URL: "https://example.com/h", Events: []string{"lockout"}, SecretEnv: "SFTPGW_TEST_UNSET_VAR"}}, "gw", nil); err == nil {
+	if _, err := FromConfig(Config{Webhooks: []config.Alert{{Name: "a", URL: "https://example.com/h", Events: []string{"lockout"}, SecretEnv: "SFTPGW_TEST_UNSET_VAR"}}, Source: "gw"}); err == nil {
 		t.Error("missing secret accepted")
 	}
-	if s, err := FromConfig(nil, "gw", nil); s != nil || err != nil {
+	if s, err := FromConfig(Config{Source: "gw"}); s != nil || err != nil {
 		t.Errorf("no alerts: %v %v", s, err)
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 	"time"
@@ -34,7 +35,8 @@ type Alert struct {
 	Attempts   int
 }
 
-// AlertEvents are the event names a webhook can subscribe to ("*" = all).
+// AlertEvents are the event names a webhook or email sink can subscribe to
+// ("*" = all); alerts.Names is the same list (a test keeps them equal).
 var AlertEvents = []string{"upload_complete", "download", "denied", "login_failure_burst", "lockout", "mfa_lock", "retention_delete"}
 
 func validateAlerts(blocks []AlertBlock, rel func(string) string) ([]Alert, error) {
@@ -90,4 +92,140 @@ func contains(ss []string, s string) bool {
 func (s StorageBlock) RetentionPeriod() time.Duration {
 	d, _ := duration(s.Retention, 0)
 	return d
+}
+
+// EmailBlock is one SMTP alert sink: email "name" { host = "...", ... }.
+type EmailBlock struct {
+	Name           string       `hcl:"name,label"`
+	Host           string       `hcl:"host"`
+	Port           int          `hcl:"port,optional"`
+	TLS            string       `hcl:"tls,optional"` // starttls (default), implicit, none
+	AllowPlaintext bool         `hcl:"allow_plaintext,optional"`
+	CAFile         string       `hcl:"ca_file,optional"`
+	Username       string       `hcl:"username,optional"`
+	PasswordEnv    string       `hcl:"password_env,optional"`
+	PasswordFile   string       `hcl:"password_file,optional"`
+	From           string       `hcl:"from"`
+	To             []string     `hcl:"to"`
+	SubjectPrefix  string       `hcl:"subject_prefix,optional"`
+	Events         []string     `hcl:"events,optional"`
+	Timeout        string       `hcl:"timeout,optional"`
+	Queue          int          `hcl:"queue,optional"`
+	Attempts       int          `hcl:"max_attempts,optional"`
+	Digest         *DigestBlock `hcl:"digest,block"`
+	DefRange       hcl.Range    `hcl:",def_range"`
+}
+
+// DigestBlock schedules the HR digest of an email sink.
+type DigestBlock struct {
+	DailyAt  string   `hcl:"daily_at,optional"`  // "HH:MM", default "08:00"
+	TimeZone string   `hcl:"time_zone,optional"` // IANA name, default "UTC"
+	Hourly   bool     `hcl:"hourly,optional"`
+	Roles    []string `hcl:"roles,optional"` // whose uploads are listed; empty: all
+}
+
+// Email is a validated email sink. Like Alert it names where the password
+// is, never the password.
+type Email struct {
+	Name           string
+	Host           string
+	Port           int
+	TLS            string
+	AllowPlaintext bool
+	CAFile         string
+	Username       string
+	PasswordEnv    string
+	PasswordFile   string
+	From           string
+	To             []string
+	SubjectPrefix  string
+	Events         []string
+	Timeout        time.Duration
+	Queue          int
+	Attempts       int
+	Digest         *Digest
+}
+
+// Digest is a validated digest schedule.
+type Digest struct {
+	DailyAt  string
+	Location *time.Location
+	Hourly   bool
+	Roles    []string
+}
+
+func validateEmails(blocks []EmailBlock, webhooks []Alert, roles map[string]bool, rel func(string) string) ([]Email, error) {
+	var out []Email
+	seen := map[string]bool{}
+	for _, a := range webhooks {
+		seen[a.Name] = true
+	}
+	for _, b := range blocks {
+		if seen[b.Name] {
+			return nil, at(b.DefRange, "email %q: the name is already used by another alert or email block", b.Name)
+		}
+		seen[b.Name] = true
+		e := Email{Name: b.Name, Host: b.Host, Port: b.Port, TLS: b.TLS, AllowPlaintext: b.AllowPlaintext,
+			CAFile: rel(b.CAFile), Username: b.Username, PasswordEnv: b.PasswordEnv, PasswordFile: rel(b.PasswordFile),
+			From: b.From, To: b.To, SubjectPrefix: b.SubjectPrefix, Events: b.Events, Queue: b.Queue, Attempts: b.Attempts}
+		switch b.TLS {
+		case "", "starttls", "implicit":
+		case "none":
+			if !b.AllowPlaintext {
+				return nil, at(b.DefRange, "email %q: tls = \"none\" sends the password and applicant names in clear; set allow_plaintext = true only for a relay on this host or a trusted network", b.Name)
+			}
+		default:
+			return nil, at(b.DefRange, "email %q: tls must be \"starttls\" (default), \"implicit\" or \"none\"", b.Name)
+		}
+		if b.Host == "" || b.From == "" || len(b.To) == 0 {
+			return nil, at(b.DefRange, "email %q: host, from and to are required", b.Name)
+		}
+		if b.Port < 0 || b.Port > 65535 {
+			return nil, at(b.DefRange, "email %q: port out of range", b.Name)
+		}
+		if b.PasswordEnv != "" && b.PasswordFile != "" {
+			return nil, at(b.DefRange, "email %q: set at most one of password_env or password_file", b.Name)
+		}
+		if (b.Username == "") != (b.PasswordEnv == "" && b.PasswordFile == "") {
+			return nil, at(b.DefRange, "email %q: username needs password_env or password_file (passwords are never written inline), and a password needs a username", b.Name)
+		}
+		for _, ev := range b.Events {
+			if ev != "*" && !contains(AlertEvents, ev) {
+				return nil, at(b.DefRange, "email %q: unknown event %q; choose from %s or \"*\"", b.Name, ev, strings.Join(AlertEvents, ", "))
+			}
+		}
+		if len(b.Events) == 0 && b.Digest == nil {
+			return nil, at(b.DefRange, "email %q: set events, a digest block, or both", b.Name)
+		}
+		var err error
+		if e.Timeout, err = duration(b.Timeout, 30*time.Second); err != nil {
+			return nil, at(b.DefRange, "email %q: timeout: %v", b.Name, err)
+		}
+		if b.Queue < 0 || b.Attempts < 0 {
+			return nil, at(b.DefRange, "email %q: queue and max_attempts must not be negative", b.Name)
+		}
+		if d := b.Digest; d != nil {
+			dg := &Digest{DailyAt: d.DailyAt, Hourly: d.Hourly, Roles: d.Roles, Location: time.UTC}
+			if dg.DailyAt == "" {
+				dg.DailyAt = "08:00"
+			}
+			var h, m int
+			if n, err := fmt.Sscanf(dg.DailyAt, "%d:%d", &h, &m); n != 2 || err != nil || len(dg.DailyAt) != 5 || h > 23 || m > 59 || h < 0 || m < 0 {
+				return nil, at(b.DefRange, "email %q: digest daily_at %q must be HH:MM", b.Name, dg.DailyAt)
+			}
+			if d.TimeZone != "" {
+				if dg.Location, err = time.LoadLocation(d.TimeZone); err != nil {
+					return nil, at(b.DefRange, "email %q: digest time_zone %q: %v", b.Name, d.TimeZone, err)
+				}
+			}
+			for _, r := range d.Roles {
+				if !roles[r] {
+					return nil, at(b.DefRange, "email %q: digest roles: no role %q", b.Name, r)
+				}
+			}
+			e.Digest = dg
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }

@@ -99,3 +99,82 @@ timeout = "soon"`): `timeout`,
 		}
 	}
 }
+
+func TestEmailBlock(t *testing.T) {
+	src := fmt.Sprintf(base, `retention = "24h"`, `
+alert "ops" {
+  url = "https://hooks.example.com/x"
+  events = ["lockout"]
+  secret_env = "S"
+}
+email "hr" {
+  host = "smtp.example.org"
+  username = "sftpgw"
+  password_file = "smtp.pw"
+  from = "sftpgw@example.org"
+  to = ["hr@example.org", "ops@example.org"]
+  events = ["upload_complete", "mfa_lock"]
+  digest {
+    daily_at = "07:45"
+    time_zone = "Europe/Berlin"
+    hourly = true
+    roles = ["r"]
+  }
+}`)
+	c, err := Parse("/etc/sftpgw/cfg.hcl", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Emails) != 1 {
+		t.Fatalf("emails %+v", c.Emails)
+	}
+	e := c.Emails[0]
+	if e.PasswordFile != "/etc/sftpgw/smtp.pw" || e.Timeout != 30*time.Second || len(e.To) != 2 || e.Digest == nil ||
+		e.Digest.DailyAt != "07:45" || e.Digest.Location.String() != "Europe/Berlin" || !e.Digest.Hourly {
+		t.Errorf("email %+v digest %+v", e, e.Digest)
+	}
+	mail := func(body string) string {
+		return fmt.Sprintf(base, "", "alert \"ops\" {\nurl = \"https://x/y\"\nevents = [\"lockout\"]\nsecret_env = \"S\"\n}\nemail \"hr\" {\nfrom = \"a@b\"\nto = [\"c@d\"]\n"+body+"\n}")
+	}
+	for body, want := range map[string]string{
+		`host = "h"
+tls = "none"
+events = ["*"]`: `allow_plaintext = true`,
+		`host = "h"
+tls = "ssl"
+events = ["*"]`: `tls must be`,
+		`host = "h"
+username = "u"
+events = ["*"]`: `username needs password_env or password_file`,
+		`host = "h"
+password_env = "P"
+events = ["*"]`: `username needs`,
+		`host = "h"`: `set events, a digest block, or both`,
+		`host = "h"
+events = ["uploads"]`: `unknown event "uploads"`,
+		`host = "h"
+digest {
+  daily_at = "8:00"
+}`: `daily_at "8:00" must be HH:MM`,
+		`host = "h"
+digest {
+  roles = ["applicant"]
+}`: `no role "applicant"`,
+	} {
+		if _, err := Parse("cfg.hcl", []byte(mail(body))); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s:\n  got %v, want %q", body, err, want)
+		}
+	}
+	dup := strings.Replace(mail(`host = "h"
+events = ["*"]`), `email "hr"`, `email "ops"`, 1)
+	if _, err := Parse("cfg.hcl", []byte(dup)); err == nil || !strings.Contains(err.Error(), "already used") {
+		t.Errorf("duplicate name: %v", err)
+	}
+	ok := mail(`host = "h"
+tls = "none"
+allow_plaintext = true
+events = ["*"]`)
+	if c, err := Parse("cfg.hcl", []byte(ok)); err != nil || c.Emails[0].TLS != "none" {
+		t.Errorf("explicit plaintext: %v", err)
+	}
+}

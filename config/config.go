@@ -55,6 +55,7 @@ type File struct {
 	Audit                *AuditBlock    `hcl:"audit,block"`
 	Lockout              *LockoutBlock  `hcl:"lockout,block"`
 	Alerts               []AlertBlock   `hcl:"alert,block"`
+	Emails               []EmailBlock   `hcl:"email,block"`
 	// Strict refuses to start when a bucket posture check fails.
 	Strict bool `hcl:"strict,optional"`
 	// Operations (config/ops.go).
@@ -156,6 +157,7 @@ type Config struct {
 	Audit           *Audit
 	Lockout         authn.Lockout
 	Alerts          []Alert
+	Emails          []Email
 	Strict          bool
 	ShutdownGrace   time.Duration
 	ResumeWindow    time.Duration      // 0: interrupted uploads are aborted (resume off)
@@ -375,6 +377,13 @@ func validate(path string, raw *File) (*Config, error) {
 		c.Audit = au
 	}
 	if c.Alerts, err = validateAlerts(raw.Alerts, rel); err != nil {
+		return nil, err
+	}
+	roleNames := map[string]bool{}
+	for n := range c.Roles {
+		roleNames[n] = true
+	}
+	if c.Emails, err = validateEmails(raw.Emails, c.Alerts, roleNames, rel); err != nil {
 		return nil, err
 	}
 	c.Lockout = authn.Lockout{}

@@ -20,6 +20,7 @@ usage:
   sftpgw user add|list|remove|rotate-totp|add-key|invite ...   manage users (see 'sftpgw user help')
   sftpgw audit verify --config FILE [--from T] [--to T|now] [--pubkey-sha256 HEX]  verify the audit trail
   sftpgw check --config FILE [--fix] [--strict]        check (and fix) the buckets' security settings
+  sftpgw alert test --config FILE      send a test message through every alert webhook and email sink
   sftpgw health [--config FILE | --url URL] [--wait D]  exit 0 if the config's metrics listener answers 200
   sftpgw version
 `
@@ -55,6 +56,8 @@ func run(args []string) error {
 		return runCheck(args[1:], os.Stdout)
 	case "health":
 		return runHealth(args[1:])
+	case "alert":
+		return runAlert(args[1:], os.Stdout)
 	case "version", "--version":
 		fmt.Println("sftpgw", version)
 		return nil

@@ -44,6 +44,7 @@ type Server struct {
 	Host    string // "localhost": the name in its certificate
 	Port    int
 	RootCAs *x509.CertPool
+	CertPEM []byte // the server's self-signed certificate (a ca_file)
 	out     string
 }
 
@@ -97,7 +98,7 @@ func Start(t testing.TB, mode, user, password string) *Server {
 	if err != nil || perr != nil {
 		t.Fatalf("smtp server did not start: %v %v\n%s", err, perr, stderr.String())
 	}
-	return &Server{Host: "localhost", Port: port, RootCAs: pool, out: out}
+	return &Server{Host: "localhost", Port: port, RootCAs: pool, CertPEM: cert, out: out}
 }
 
 // Messages returns what the server accepted so far.
