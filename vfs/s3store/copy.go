@@ -16,6 +16,7 @@ import (
 // copy (UploadPartCopy) above. The destination always gets our SSE settings
 // and the source's metadata (its MTime among them).
 func (s *Store) Copy(ctx context.Context, src, dst string) error {
+	defer s.mtimes.forget(dst)
 	head, err := s.c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &src})
 	if err != nil {
 		return mapErr("copy", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
@@ -78,10 +79,12 @@ func withMTime(meta map[string]string, t time.Time) map[string]string {
 	return out
 }
 
-// fillMTimes heads the files and sub-directory markers of a listing page
-// for their times, listHeads at a time. A sub-directory without a marker
-// keeps zero times; an entry deleted meanwhile keeps its listed ones.
-func (s *Store) fillMTimes(ctx context.Context, entries []vfs.ObjectInfo) error {
+// fillMTimes finds the times of a listing page's files and sub-directory
+// markers: from the cache when it holds the listed version (etags: the
+// listed objects' ETags), else with a HEAD, listHeads at a time, whose
+// answer is cached. A sub-directory without a marker keeps zero times; an
+// entry deleted meanwhile keeps its listed ones.
+func (s *Store) fillMTimes(ctx context.Context, entries []vfs.ObjectInfo, etags map[string]string) error {
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -89,11 +92,18 @@ func (s *Store) fillMTimes(ctx context.Context, entries []vfs.ObjectInfo) error 
 		sem      = make(chan struct{}, listHeads)
 	)
 	for i := range entries {
+		e := &entries[i]
+		etag := etags[e.Key] // "" for a common prefix: nothing to check a cached time against
+		if mt, ok := s.mtimes.get(e.Key, etag, e.Size, e.ModTime); ok {
+			e.MTime = mt
+			continue
+		}
 		sem <- struct{}{}
 		wg.Add(1)
-		go func(e *vfs.ObjectInfo) {
+		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			tok := s.mtimes.start()
 			out, err := s.c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &e.Key})
 			if err != nil {
 				if err = mapErr("stat", err); !errors.Is(err, vfs.ErrNotExist) {
@@ -106,11 +116,26 @@ func (s *Store) fillMTimes(ctx context.Context, entries []vfs.ObjectInfo) error 
 			e.MTime = parseMTime(out.Metadata)
 			if e.ModTime.IsZero() {
 				e.ModTime = aws.ToTime(out.LastModified) // a common prefix's marker
+			} else if etag != "" && sameVersion(out, etag, e.Size, e.ModTime) {
+				s.mtimes.put(e.Key, tok, mtimeEntry{etag: etag, size: e.Size, lm: e.ModTime.UnixNano(), mtime: e.MTime})
 			}
-		}(&entries[i])
+		}()
 	}
 	wg.Wait()
 	return firstErr
+}
+
+// sameVersion reports whether a HEAD answered for the listed version (the
+// object may have changed in between) and late enough to be cached: see
+// mtimeSettle. HEAD gives Last-Modified in whole seconds, listings may
+// give milliseconds (MinIO).
+func sameVersion(h *s3.HeadObjectOutput, etag string, size int64, lm time.Time) bool {
+	hlm := aws.ToTime(h.LastModified)
+	if aws.ToString(h.ETag) != etag || aws.ToInt64(h.ContentLength) != size || hlm.Unix() != lm.Unix() {
+		return false
+	}
+	now, ok := awsmiddleware.GetServerTime(h.ResultMetadata)
+	return ok && now.Sub(hlm) >= mtimeSettle
 }
 
 func cmpErr(first, err error) error {
@@ -134,6 +159,7 @@ func (s *Store) SetMTime(ctx context.Context, key string, t time.Time) error {
 }
 
 func (s *Store) setMTime(ctx context.Context, key string, t time.Time, head *s3.HeadObjectOutput) error {
+	defer s.mtimes.forget(key)
 	m := copyMetaOf(head)
 	m.meta = withMTime(head.Metadata, t)
 	size := aws.ToInt64(head.ContentLength)

@@ -43,3 +43,34 @@ func TestMTimeFormat(t *testing.T) {
 		t.Errorf("withMTime: %v", m)
 	}
 }
+
+// A HEAD sent before the gateway changed the object may answer with the old
+// version: its time is not kept, while one sent after the change is.
+func TestMTimeCacheForgetDuringHead(t *testing.T) {
+	c := newMTimeCache(4)
+	lm := time.Unix(100, 0)
+	e := mtimeEntry{etag: `"e"`, size: 1, lm: lm.UnixNano(), mtime: time.Unix(5, 0)}
+	tok := c.start()
+	c.forget("k") // a setstat returned while the HEAD was out
+	c.put("k", tok, e)
+	if _, ok := c.get("k", `"e"`, 1, lm); ok {
+		t.Fatal("a HEAD sent before the change was cached")
+	}
+	c.put("k", c.start(), e)
+	if got, ok := c.get("k", `"e"`, 1, lm); !ok || !got.Equal(e.mtime) {
+		t.Fatalf("a HEAD sent after the change: %v %v; want cached", got, ok)
+	}
+	// Forgetting more keys than the cache holds drops the marks, and with
+	// them every HEAD still out.
+	tok = c.start()
+	for i := range 10 {
+		c.forget(string(rune('a' + i)))
+	}
+	c.put("z", tok, e)
+	if _, ok := c.get("z", `"e"`, 1, lm); ok {
+		t.Fatal("a HEAD older than the dropped marks was cached")
+	}
+	if len(c.forgotAt) > 4 {
+		t.Fatalf("%d forget marks; want at most 4", len(c.forgotAt))
+	}
+}

@@ -9,6 +9,7 @@ package s3store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,6 +51,10 @@ type Config struct {
 	// An upload holds Concurrency+1 part buffers; more only pays off on
 	// links where one part takes longer to send than the client to fill.
 	Concurrency int
+	// MTimeCache is how many objects' times are remembered between
+	// listings, so that listing unchanged objects again costs no HEAD
+	// (0 = DefaultMTimeCache, negative = none).
+	MTimeCache int
 }
 
 const (
@@ -84,6 +89,8 @@ type Store struct {
 	copyPart      int64
 
 	pools sync.Map // part size (int64) → *partPool
+
+	mtimes *mtimeCache
 }
 
 var _ vfs.Store = (*Store)(nil)
@@ -99,6 +106,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		concurrency:   cfg.Concurrency,
 		copyThreshold: maxSingleCopy,
 		copyPart:      copyPartSize,
+		mtimes:        newMTimeCache(cmp.Or(cfg.MTimeCache, DefaultMTimeCache)),
 	}
 	switch cfg.SSE {
 	case "", SSEAES256:
@@ -238,8 +246,15 @@ func (s *Store) List(ctx context.Context, opt vfs.ListOptions) (vfs.Page, error)
 		return vfs.Page{}, mapErr("list", err)
 	}
 	page := vfs.Page{Entries: make([]vfs.ObjectInfo, 0, len(out.Contents)+len(out.CommonPrefixes))}
+	var etags map[string]string // key → ETag, to find entries' times in the cache
+	if opt.MTimes {
+		etags = make(map[string]string, len(out.Contents))
+	}
 	for _, o := range out.Contents {
 		k := aws.ToString(o.Key)
+		if etags != nil {
+			etags[k] = aws.ToString(o.ETag)
+		}
 		page.Entries = append(page.Entries, vfs.ObjectInfo{
 			Key:     k,
 			Size:    aws.ToInt64(o.Size),
@@ -265,7 +280,7 @@ func (s *Store) List(ctx context.Context, opt vfs.ListOptions) (vfs.Page, error)
 		page.Next = "c" + aws.ToString(out.NextContinuationToken)
 	}
 	if opt.MTimes {
-		if err := s.fillMTimes(ctx, page.Entries); err != nil {
+		if err := s.fillMTimes(ctx, page.Entries, etags); err != nil {
 			return vfs.Page{}, err
 		}
 	}
@@ -309,6 +324,7 @@ func emptyBody() io.ReadCloser { return io.NopCloser(bytes.NewReader(nil)) }
 
 // Delete implements vfs.Store with DeleteObject.
 func (s *Store) Delete(ctx context.Context, key string) error {
+	defer s.mtimes.forget(key)
 	_, err := s.c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil && !errors.Is(mapErr("", err), vfs.ErrNotExist) {
 		return mapErr("delete", err)

@@ -398,6 +398,8 @@ func (u *upload) Commit(ctx context.Context) error {
 	defer u.stop()
 	// The commit context also stops parts still in flight.
 	defer context.AfterFunc(ctx, func() { u.fail(mapErr("commit", context.Cause(ctx))) })()
+	// Whatever happened, the key's cached time may be of the old version.
+	defer u.s.mtimes.forget(u.key)
 
 	err := u.commit(ctx)
 	if err != nil {
