@@ -265,7 +265,26 @@ type Stats struct {
 	Queued                     int
 }
 
-// Stats returns the counters of the named webhook.
+// SinkStats is one sink's counters with its name and kind.
+type SinkStats struct {
+	Name, Kind string
+	Stats
+}
+
+// AllStats returns the counters of every sink, in configuration order.
+func (s *Sender) AllStats() []SinkStats {
+	var out []SinkStats
+	for _, h := range s.hooks {
+		kind := "webhook"
+		if h.mail != nil {
+			kind = "email"
+		}
+		out = append(out, SinkStats{Name: h.w.Name, Kind: kind, Stats: s.Stats(h.w.Name)})
+	}
+	return out
+}
+
+// Stats returns the counters of the named sink.
 func (s *Sender) Stats(name string) Stats {
 	for _, h := range s.hooks {
 		if h.w.Name == name {

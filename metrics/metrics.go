@@ -297,3 +297,41 @@ func (f factory) histogram(name, help string, buckets []float64, labels ...strin
 	f.reg.MustRegister(h)
 	return h
 }
+
+// AlertSink is one alert webhook or email sink's counters.
+type AlertSink struct {
+	Name, Kind                 string // kind: webhook or email
+	Delivered, Failed, Dropped uint64
+	Queued                     int
+}
+
+// ObserveAlerts publishes the alert sinks' deliveries, failures (out of
+// attempts or refused for good), drops (queue full) and queue length.
+func (m *Metrics) ObserveAlerts(sinks func() []AlertSink) {
+	m.reg.MustRegister(alertCollector(sinks))
+}
+
+var (
+	alertDelivered = prometheus.NewDesc("sftpgw_alerts_delivered_total", "Alerts and digests accepted by a webhook or SMTP server.", []string{"sink", "kind"}, nil)
+	alertFailed    = prometheus.NewDesc("sftpgw_alerts_failed_total", "Alerts and digests given up after their attempts, or refused for good.", []string{"sink", "kind"}, nil)
+	alertDropped   = prometheus.NewDesc("sftpgw_alerts_dropped_total", "Alerts dropped because the sink's queue was full.", []string{"sink", "kind"}, nil)
+	alertQueued    = prometheus.NewDesc("sftpgw_alerts_queued", "Alerts waiting for delivery.", []string{"sink", "kind"}, nil)
+)
+
+type alertCollector func() []AlertSink
+
+func (alertCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- alertDelivered
+	ch <- alertFailed
+	ch <- alertDropped
+	ch <- alertQueued
+}
+
+func (c alertCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c() {
+		ch <- prometheus.MustNewConstMetric(alertDelivered, prometheus.CounterValue, float64(s.Delivered), s.Name, s.Kind)
+		ch <- prometheus.MustNewConstMetric(alertFailed, prometheus.CounterValue, float64(s.Failed), s.Name, s.Kind)
+		ch <- prometheus.MustNewConstMetric(alertDropped, prometheus.CounterValue, float64(s.Dropped), s.Name, s.Kind)
+		ch <- prometheus.MustNewConstMetric(alertQueued, prometheus.GaugeValue, float64(s.Queued), s.Name, s.Kind)
+	}
+}

@@ -13,19 +13,30 @@ import (
 	"github.com/sftpgw/sftpgw/alerts"
 	"github.com/sftpgw/sftpgw/audit"
 	"github.com/sftpgw/sftpgw/config"
+	"github.com/sftpgw/sftpgw/metrics"
 	"github.com/sftpgw/sftpgw/retention"
 	"github.com/sftpgw/sftpgw/vfs"
 )
 
 // withAlerts adds the configured webhooks and email sinks to rec. The
 // returned stop delivers what is still queued for a few seconds at shutdown.
-func withAlerts(cfg *config.Config, rec audit.Recorder, log hclog.Logger) (audit.Recorder, func(), error) {
+func withAlerts(cfg *config.Config, rec audit.Recorder, met *metrics.Metrics, log hclog.Logger) (audit.Recorder, func(), error) {
 	s, err := newAlertSender(cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
 	if s == nil {
 		return rec, func() {}, nil
+	}
+	if met != nil {
+		met.ObserveAlerts(func() []metrics.AlertSink {
+			var out []metrics.AlertSink
+			for _, st := range s.AllStats() {
+				out = append(out, metrics.AlertSink{Name: st.Name, Kind: st.Kind, Delivered: st.Delivered,
+					Failed: st.Failed, Dropped: st.Dropped, Queued: st.Queued})
+			}
+			return out
+		})
 	}
 	for _, a := range cfg.Alerts {
 		log.Info("alert webhook", "name", a.Name, "events", fmt.Sprint(a.Events))

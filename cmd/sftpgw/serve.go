@@ -156,7 +156,7 @@ func serveOn(ctx context.Context, cfg *config.Config, ready func(net.Addr),
 		}
 	}
 
-	rec, stopAlerts, err := withAlerts(cfg, rec, log.Named("alerts"))
+	rec, stopAlerts, err := withAlerts(cfg, rec, met, log.Named("alerts"))
 	if err != nil {
 		return err
 	}
