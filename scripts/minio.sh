@@ -142,7 +142,9 @@ cmd_start() {
 		if ready "$port" "$scheme"; then
 			break
 		fi
-		if ! alive "$dir"; then
+		# Our own child: kill -0 is enough. Not alive(): until the forked
+		# shell has exec'd minio, its cmdline is still bash's.
+		if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
 			tail -n 20 "$dir/minio.log" >&2 || true
 			rm -f "$dir/pid"
 			die "MinIO exited during startup (log: $dir/minio.log)"
