@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/sftpgw/sftpgw/audit"
+	"github.com/sftpgw/sftpgw/authn"
 	"github.com/sftpgw/sftpgw/gateway"
 	"github.com/sftpgw/sftpgw/internal/testenv"
 	"github.com/sftpgw/sftpgw/internal/testgw"
@@ -82,6 +84,8 @@ func killedPut(t *testing.T, g *testgw.Gateway, cmd *exec.Cmd, key string, wantP
 	})
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	<-done
+	// The session's end reaches the gateway: the upload is kept, not live.
+	waitFor(t, 60*time.Second, "the interrupted upload to end", func() bool { return g.Server.Uploads().Active() == 0 })
 	waitFor(t, 60*time.Second, "the resume manifest", func() bool {
 		out, err := c.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: aws.String(vfs.ResumePrefix)})
 		return err == nil && len(out.Contents) > 0
@@ -224,5 +228,105 @@ func TestResumeOtherClientsAndInstances(t *testing.T) {
 				t.Errorf("upload_resumed events: %+v, want one at >= 4 parts", rs)
 			}
 		})
+	}
+}
+
+// runResumeBin starts `sftpgw serve` with resume_window and 5 MiB parts:
+// fresh buckets and directory, or (prev set) prev's, as a restart.
+func runResumeBin(t *testing.T, prev *binGateway) *binGateway {
+	t.Helper()
+	b := &binGateway{t: t, bin: sftpgwBinary(t), grace: "1s", log: &opsBuffer{}, exited: make(chan struct{})}
+	if prev == nil {
+		b.dir, b.files, b.logs, b.instance = t.TempDir(), testenv.S3(t), testenv.S3(t), "gw-"+randomSuffixOps()
+		b.cfgPath, b.usersPath = filepath.Join(b.dir, "sftpgw.hcl"), filepath.Join(b.dir, "users.hcl")
+		if err := authn.SaveUsers(b.usersPath, authn.NewUserSet()); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		b.dir, b.files, b.logs, b.instance, b.cfgPath, b.usersPath = prev.dir, prev.files, prev.logs, prev.instance, prev.cfgPath, prev.usersPath
+	}
+	return b
+}
+
+// start writes the config and runs the binary until it listens.
+func (b *binGateway) startResume() {
+	t := b.t
+	cfg := strings.Replace(b.config(partnerPerms), "shutdown_grace", "resume_window = \"1h\"\nshutdown_grace", 1)
+	cfg = strings.ReplaceAll(cfg, "sse = \"AES256\"\n", "sse = \"AES256\"\n  part_size = \"5MiB\"\n")
+	b.writeConfig(cfg)
+	b.cmd = exec.Command(b.bin, "serve", "--config", b.cfgPath)
+	b.cmd.Dir = b.dir
+	b.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+b.files.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+b.files.SecretAccessKey,
+		"AWS_REGION="+b.files.Region, "AWS_EC2_METADATA_DISABLED=true")
+	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { b.exitErr = b.cmd.Wait(); close(b.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-b.exited:
+		default:
+			_ = b.cmd.Process.Kill()
+			<-b.exited
+		}
+		if t.Failed() {
+			t.Logf("sftpgw log:\n%s", b.log.String())
+		}
+	})
+	b.waitLog(`"@message":"listening"`, 20*time.Second)
+	b.sshPort = b.loggedPort("listening")
+	pub, err := os.ReadFile(filepath.Join(b.dir, "host_key.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.knownHosts = filepath.Join(b.dir, "known_hosts")
+	if err := os.WriteFile(b.knownHosts, fmt.Appendf(nil, "[127.0.0.1]:%d %s", b.sshPort, pub), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestResumeAfterGatewaySIGKILL: the gateway process is killed mid-upload
+// (no chance to write anything at the end); after a restart, reput
+// continues from the manifest checkpointed as parts completed.
+func TestResumeAfterGatewaySIGKILL(t *testing.T) {
+	needTool(t, "sftp")
+	b := runResumeBin(t, nil)
+	u := b.addUser("partner")
+	b.startResume()
+	c := testenv.Client(t, b.files)
+	bucket := b.files.Bucket
+	key := "partner/" + u.Name + "/big.bin"
+	big, sum := randomFile(t, t.TempDir(), "big.bin", 8*resumePartSize)
+	args := append([]string{"-l", "81920"}, b.sftpArgs(u)...)
+	cmd := exec.Command("sftp", args...)
+	cmd.Env = append(os.Environ(), "DISPLAY=", "SSH_AUTH_SOCK=")
+	cmd.Stdin = strings.NewReader("put " + big + " big.bin\n")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	waitFor(t, 60*time.Second, "4 parts and their checkpoint", func() bool {
+		out, err := c.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: aws.String(vfs.ResumePrefix)})
+		return pendingParts(t, c, bucket, key) >= 4 && err == nil && len(out.Contents) > 0
+	})
+	_ = b.cmd.Process.Kill()
+	<-b.exited
+	<-done
+	if exists(t, c, bucket, key) {
+		t.Fatal("the interrupted upload is visible")
+	}
+	b2 := runResumeBin(t, b)
+	b2.startResume()
+	if out, err := b2.sftp(u, "reput "+big+" big.bin"); err != nil {
+		t.Fatalf("reput after the restart: %v\n%s", err, out)
+	}
+	if got := objectSHA(t, c, bucket, key); got != sum {
+		t.Fatalf("resumed object sha %s, want %s", got, sum)
+	}
+	assertSSE(t, c, bucket, key)
+	if !strings.Contains(b2.log.String(), "upload_resumed") {
+		t.Errorf("the restarted gateway did not log upload_resumed")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sftpgw/sftpgw/audit"
@@ -130,6 +131,9 @@ func (w *Writer) suspend(cause error) int64 {
 	defer w.lim.release()
 	ctx := context.WithoutCancel(w.ctx)
 	su, err := sp.Suspend(ctx)
+	if w.cp.end() {
+		w.mkey = manifestKey(w.key)
+	}
 	if err != nil || su.Size == 0 {
 		w.dropManifest(ctx)
 		return 0
@@ -147,6 +151,9 @@ func (w *Writer) suspend(cause error) int64 {
 // dropManifest removes the manifest of a resumed upload that ended (the
 // store upload is committed or aborted, the manifest would point nowhere).
 func (w *Writer) dropManifest(ctx context.Context) {
+	if w.cp.end() {
+		w.mkey = manifestKey(w.key)
+	}
 	if w.mkey == "" {
 		return
 	}
@@ -171,14 +178,14 @@ func (w *Writer) decide(off int64) error {
 			return w.err
 		}
 		w.ev.detail = "interrupted upload discarded: written again from byte 0"
-		up, err := f.store.Create(ctx, w.key, w.opt)
+		up, err := f.store.Create(ctx, w.key, w.withProgress())
 		if err != nil {
 			w.fail(err)
 			return w.err
 		}
 		w.setUpload(up)
 	case off >= m.Upload.Size:
-		up, err := f.store.(Resumer).Resume(ctx, w.key, m.Upload, w.opt)
+		up, err := f.store.(Resumer).Resume(ctx, w.key, m.Upload, w.withProgress())
 		if errors.Is(err, ErrNotExist) {
 			_ = discardPending(ctx, f.store, m)
 			err = errResumeGone
@@ -213,6 +220,17 @@ func (w *Writer) decide(off int64) error {
 		return w.err
 	}
 	return nil
+}
+
+// withProgress is w.opt with checkpoints of the manifest, when resume is
+// on (the Writer then keeps its checkpointer in w.cp).
+func (w *Writer) withProgress() CreateOptions {
+	opt := w.opt
+	if w.fs.resumeOn() {
+		w.cp = &checkpointer{f: w.fs, ctx: context.WithoutCancel(w.ctx), key: w.key, path: w.ev.path}
+		opt.Progress = w.cp.progress
+	}
+	return opt
 }
 
 // setUpload installs the store upload chosen by decide, with a time a
@@ -272,4 +290,74 @@ func SweepResumable(ctx context.Context, s Store, window time.Duration, now time
 		}
 		token = page.Next
 	}
+}
+
+// checkpointer keeps an upload's manifest current while parts complete,
+// so an upload survives a gateway that dies without a word (SIGKILL, a
+// lost host): one manifest write at a time, the newest state wins.
+type checkpointer struct {
+	f     *FS
+	ctx   context.Context
+	key   string
+	path  string
+	mu    sync.Mutex
+	next  *SuspendedUpload
+	busy  bool
+	stop  bool
+	wrote bool
+	wg    sync.WaitGroup
+}
+
+// progress is the store's CreateOptions.Progress.
+func (c *checkpointer) progress(su SuspendedUpload) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stop || (c.next != nil && c.next.Size >= su.Size) {
+		return
+	}
+	c.next = &su
+	if !c.busy {
+		c.busy = true
+		c.wg.Add(1)
+		go c.run()
+	}
+}
+
+func (c *checkpointer) run() {
+	defer c.wg.Done()
+	for {
+		c.mu.Lock()
+		su := c.next
+		c.next = nil
+		if su == nil || c.stop {
+			c.busy = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		m := &resumeManifest{Owner: c.f.sess.User, Key: c.key, Path: c.path, Saved: c.f.now().UTC(), Upload: *su}
+		if err := c.f.writeManifest(c.ctx, m); err != nil {
+			c.f.log.Warn("upload: resume checkpoint not written", "path", c.path, "error", SafeMessage(err))
+			continue
+		}
+		c.mu.Lock()
+		c.wrote = true
+		c.mu.Unlock()
+	}
+}
+
+// end stops checkpoints and waits for one being written; it reports
+// whether any was written (a manifest to remove or replace).
+func (c *checkpointer) end() bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	c.stop = true
+	c.next = nil
+	c.mu.Unlock()
+	c.wg.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wrote
 }

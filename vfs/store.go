@@ -75,6 +75,11 @@ type CreateOptions struct {
 	// compliance mode until then: nobody can delete or overwrite that
 	// version before. A store that cannot lock objects refuses the upload.
 	RetainUntil time.Time
+	// Progress, if set, is called (from any goroutine, possibly at once
+	// from two) whenever the store holds more of the upload durably in a
+	// form Resumer can continue: S3, each time the run of completed
+	// parts from part 1 grows. It must not block.
+	Progress func(SuspendedUpload)
 }
 
 // Upload is a sequential writer whose data becomes an object only on Commit.

@@ -62,6 +62,9 @@ func (f *FS) OpenWriteFlags(ctx context.Context, p string, fl WriteFlags) (w *Wr
 	if err != nil {
 		return fail(err)
 	}
+	if f.uploads.get(f.name, key) != nil {
+		pend = nil // the manifest is a live upload's checkpoint, on this instance
+	}
 	if pend != nil && (fl.Truncate || exclusive) {
 		if err := discardPending(context.WithoutCancel(ctx), f.store, pend); err != nil {
 			return fail(err)
@@ -100,7 +103,7 @@ func (f *FS) OpenWriteFlags(ctx context.Context, p string, fl WriteFlags) (w *Wr
 		ctx = context.WithoutCancel(ctx)
 	}
 	if pend == nil {
-		up, err := f.store.Create(ctx, key, opt)
+		up, err := f.store.Create(ctx, key, w.withProgress())
 		if err != nil {
 			lim.release()
 			return fail(err)
@@ -131,8 +134,9 @@ type Writer struct {
 	// resume, while not nil, is an interrupted upload this open may
 	// continue; up is nil until the first write decides (see decide).
 	resume    *resumeManifest
-	resumedAt int64  // the offset a resumed upload continued at
-	mkey      string // manifest of the resumed upload, removed when it ends
+	resumedAt int64         // the offset a resumed upload continued at
+	mkey      string        // manifest of the resumed upload, removed when it ends
+	cp        *checkpointer // keeps the manifest current (resume on)
 
 	mu       sync.Mutex
 	next     int64 // offset of the next byte the upload expects

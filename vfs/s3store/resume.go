@@ -104,6 +104,7 @@ func (s *Store) Resume(ctx context.Context, key string, su vfs.SuspendedUpload, 
 	id := su.ID
 	u.uploadID = &id
 	u.nparts = len(su.Parts)
+	u.contig = len(su.Parts)
 	u.metaSent = true // fixed when the multipart upload was created
 	return u, nil
 }

@@ -87,6 +87,7 @@ type upload struct {
 	parts    []types.CompletedPart
 	mtime    time.Time // to store with the object (SetMTime, or opt.MTime)
 	metaSent bool      // PutObject or CreateMultipartUpload sent: metadata fixed
+	contig   int       // completed parts from 1 last reported to opt.Progress
 
 	abortOnce sync.Once
 	abortErr  error
@@ -371,7 +372,38 @@ func (u *upload) sendPart(id *string, num int32, buf *partBuf) {
 	u.putBuf(buf)
 	u.mu.Lock()
 	u.parts = append(u.parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(num)})
+	su, grew := u.progress()
 	u.mu.Unlock()
+	if grew && u.opt.Progress != nil {
+		u.opt.Progress(su)
+	}
+}
+
+// progress returns the resumable state if the run of completed parts from
+// part 1 grew since the last call; called with mu held.
+func (u *upload) progress() (vfs.SuspendedUpload, bool) {
+	if u.opt.Progress == nil || u.uploadID == nil {
+		return vfs.SuspendedUpload{}, false
+	}
+	etag := make(map[int32]string, len(u.parts))
+	for _, p := range u.parts {
+		etag[*p.PartNumber] = aws.ToString(p.ETag)
+	}
+	n := 0
+	for _, ok := etag[int32(n+1)]; ok; _, ok = etag[int32(n+1)] {
+		n++
+	}
+	if n <= u.contig {
+		return vfs.SuspendedUpload{}, false
+	}
+	u.contig = n
+	su := vfs.SuspendedUpload{ID: *u.uploadID}
+	for i := 1; i <= n; i++ {
+		size := u.partSize(i)
+		su.Parts = append(su.Parts, vfs.PartRecord{Number: int32(i), Size: size, ETag: etag[int32(i)]})
+		su.Size += size
+	}
+	return su, true
 }
 
 // lockFields are the Object Lock settings of the new object: compliance
