@@ -330,3 +330,56 @@ func TestResumeAfterGatewaySIGKILL(t *testing.T) {
 		t.Errorf("the restarted gateway did not log upload_resumed")
 	}
 }
+
+// TestResumeDiscardAndExpiry: a plain (truncating) put after an
+// interruption discards the kept parts; an interruption left past the
+// window is aborted by the sweeper: nothing in ListMultipartUploads, no
+// manifest.
+func TestResumeDiscardAndExpiry(t *testing.T) {
+	needTool(t, "sftp")
+	g := resumeGateway(t)
+	u := g.AddUser("applicant", false)
+	c, bucket := s3Client(t, g, "files")
+	key := cliHome(u) + "f.bin"
+	big, sum := randomFile(t, t.TempDir(), "f.bin", 8*resumePartSize)
+	manifests := func() int {
+		out, err := c.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: aws.String(vfs.ResumePrefix)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(out.Contents)
+	}
+
+	killedPut(t, g, sftpCmd(g, u, "put "+big+" f.bin", "-l", "81920"), key, 3)
+	if out, err := g.SFTP(u, "put "+big+" f.bin"); err != nil {
+		t.Fatalf("put: %v\n%s", err, out)
+	}
+	if got := objectSHA(t, c, bucket, key); got != sum {
+		t.Fatalf("sha %s, want %s", got, sum)
+	}
+	if n, m := pendingParts(t, c, bucket, key), manifests(); n != 0 || m != 0 {
+		t.Fatalf("after a fresh put: %d parts pending, %d manifests; want none", n, m)
+	}
+	if len(g.Events.Find(audit.Event{Op: "upload_resumed"})) != 0 {
+		t.Fatal("a plain put was audited as resumed")
+	}
+
+	killedPut(t, g, sftpCmd(g, u, "put "+big+" g.bin", "-l", "81920"), cliHome(u)+"g.bin", 3)
+	st := g.Stores["files"]
+	if n, err := vfs.SweepResumable(context.Background(), st, time.Hour, time.Now()); err != nil || n != 0 {
+		t.Fatalf("sweep within the window removed %d (%v)", n, err)
+	}
+	if n, err := vfs.SweepResumable(context.Background(), st, time.Hour, time.Now().Add(time.Hour+time.Minute)); err != nil || n != 1 {
+		t.Fatalf("sweep past the window removed %d (%v), want 1", n, err)
+	}
+	ups, err := c.ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: &bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ups.Uploads) != 0 || manifests() != 0 {
+		t.Fatalf("after expiry: %d multipart uploads, %d manifests; want none", len(ups.Uploads), manifests())
+	}
+	if out, err := g.SFTP(u, "ls -l g.bin"); err == nil {
+		t.Fatalf("the expired upload is still shown:\n%s", out)
+	}
+}
