@@ -46,10 +46,12 @@ const (
 	Lockout           = "lockout"
 	MFALock           = "mfa_lock"
 	RetentionDelete   = "retention_delete"
+	PostureFailure    = "posture_failure"
+	AuditStuck        = "audit_stuck"
 )
 
 // Names are all alert names, in documentation order.
-var Names = []string{UploadComplete, Download, Denied, LoginFailureBurst, Lockout, MFALock, RetentionDelete}
+var Names = []string{UploadComplete, Download, Denied, LoginFailureBurst, Lockout, MFALock, RetentionDelete, PostureFailure, AuditStuck}
 
 // Classify returns the alerts an audit event raises (usually none or one).
 //
@@ -66,7 +68,11 @@ var Names = []string{UploadComplete, Download, Denied, LoginFailureBurst, Lockou
 //   - mfa_lock: the failed verification code that locked an account's
 //     second factor (from all sources together): someone holds that
 //     account's key and is guessing codes, so rotate the key;
-//   - retention_delete: an object removed by the retention sweeper.
+//   - retention_delete: an object removed by the retention sweeper;
+//   - posture_failure: a bucket security check that failed at start (or
+//     storage that could not be reached);
+//   - audit_stuck: the audit trail has not reached its bucket for longer
+//     than the threshold (events wait in the local spool).
 func Classify(e audit.Event) []string {
 	var out []string
 	switch {
@@ -78,6 +84,10 @@ func Classify(e audit.Event) []string {
 		out = append(out, RetentionDelete)
 	case e.Kind == "file" && e.Result == "denied":
 		out = append(out, Denied)
+	case e.Kind == "admin" && e.Op == "posture_check" && e.Result == "failure":
+		out = append(out, PostureFailure)
+	case e.Kind == "admin" && e.Op == "audit_stuck" && e.Result == "failure":
+		out = append(out, AuditStuck)
 	case e.Kind == "auth" && e.Result == "failure":
 		if strings.Contains(e.Detail, "login failure burst") {
 			out = append(out, LoginFailureBurst)

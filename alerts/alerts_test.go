@@ -63,6 +63,10 @@ func TestClassify(t *testing.T) {
 		{sweep, []string{RetentionDelete}},
 		{audit.Event{Kind: "retention", Op: "retention_delete", Result: "error"}, nil},
 		{audit.Event{Kind: "file", Op: "list", Result: "ok"}, nil},
+		{audit.Event{Kind: "admin", Op: "posture_check", Result: "failure", Detail: "storage files: versioning: off"}, []string{PostureFailure}},
+		{audit.Event{Kind: "admin", Op: "audit_stuck", Result: "failure"}, []string{AuditStuck}},
+		{audit.Event{Kind: "admin", Op: "audit_stuck", Result: "ok"}, nil},
+		{audit.Event{Kind: "admin", Op: "start", Result: "ok"}, nil},
 	}
 	for _, c := range cases {
 		if got := Classify(c.e); !slices.Equal(got, c.want) {

@@ -37,7 +37,8 @@ type Alert struct {
 
 // AlertEvents are the event names a webhook or email sink can subscribe to
 // ("*" = all); alerts.Names is the same list (a test keeps them equal).
-var AlertEvents = []string{"upload_complete", "download", "denied", "login_failure_burst", "lockout", "mfa_lock", "retention_delete"}
+var AlertEvents = []string{"upload_complete", "download", "denied", "login_failure_burst", "lockout", "mfa_lock", "retention_delete",
+	"posture_failure", "audit_stuck"}
 
 func validateAlerts(blocks []AlertBlock, rel func(string) string) ([]Alert, error) {
 	var out []Alert

@@ -3,14 +3,20 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sftpgw/sftpgw/alerts"
+	"github.com/sftpgw/sftpgw/authn"
 	"github.com/sftpgw/sftpgw/internal/smtptest"
+	"github.com/sftpgw/sftpgw/internal/testenv"
 	"github.com/sftpgw/sftpgw/internal/testgw"
+	"github.com/sftpgw/sftpgw/vfs/s3store"
 )
 
 // manualClock fires the digest's timers only when the test says.
@@ -152,5 +158,91 @@ func TestEmailServerHangingDoesNotSlowUploads(t *testing.T) {
 	}
 	if st := sender.Stats("hang"); st.Queued > 4 {
 		t.Errorf("queue grew beyond its bound: %+v", st)
+	}
+}
+
+// TestServeEmailsSecurityAlerts starts the real binary with an email
+// block (password from the environment, CA from a file): the bucket
+// posture failures at start (MinIO lacks versioning and friends) and a
+// retention delete arrive by email at once, and the password never
+// reaches the gateway's log.
+func TestServeEmailsSecurityAlerts(t *testing.T) {
+	files := testenv.S3(t)
+	bin := sftpgwBin(t)
+	dir := t.TempDir()
+	const pw = "serve-smtp-Pa55"
+	srv := smtptest.Start(t, smtptest.StartTLS, "gw", pw)
+	if err := os.WriteFile(filepath.Join(dir, "smtp-ca.pem"), srv.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := authn.SaveUsers(filepath.Join(dir, "users.hcl"), authn.NewUserSet()); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "sftpgw.hcl")
+	src := fmt.Sprintf(`users_file = "users.hcl"
+listen = "127.0.0.1:0"
+host_keys = ["host_key"]
+storage "files" {
+  type = "s3"
+  bucket = %q
+  endpoint = %q
+  path_style = true
+  retention = "2s"
+}
+role "applicant" {
+  storage = "files"
+  home = "user/{name}/"
+  permissions = ["upload"]
+}
+email "security" {
+  host = "localhost"
+  port = %d
+  ca_file = "smtp-ca.pem"
+  username = "gw"
+  password_env = "SFTPGW_TEST_SMTP_PASSWORD"
+  from = "sftpgw@example.org"
+  to = ["security@example.org"]
+  events = ["posture_failure", "retention_delete", "lockout", "mfa_lock", "audit_stuck"]
+}
+`, files.Bucket, files.Endpoint, srv.Port)
+	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fst, _ := s3store.New(context.Background(), files)
+	writeObject(t, fst, "user/anna/cv.pdf", []byte("collect me"))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "serve", "--config", cfg)
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+files.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+files.SecretAccessKey,
+		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true", "SFTPGW_TEST_SMTP_PASSWORD="+pw)
+	cmd.Dir = dir
+	logbuf := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = logbuf, logbuf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", logbuf.String())
+		}
+	}()
+	has := func(subject string) bool {
+		for _, m := range srv.Messages() {
+			if strings.Contains(m.Data, "Subject: [sftpgw] "+subject) && m.TLS && m.Auth {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, 30*time.Second, "posture and retention emails", func() bool {
+		return has("posture_failure") && has("retention_delete")
+	})
+	out := logbuf.String()
+	mustContain(t, out, "alert email", "bucket posture check failed")
+	if strings.Contains(out, pw) {
+		t.Error("the SMTP password reached the log")
 	}
 }

@@ -2,12 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/sftpgw/sftpgw/alerts"
+	"github.com/sftpgw/sftpgw/audit"
+	"github.com/sftpgw/sftpgw/audit/trail"
 	"github.com/sftpgw/sftpgw/internal/smtptest"
 )
 
@@ -74,5 +80,50 @@ email "wrong" {
 	m := srv.Wait(t, 1, 0)
 	if len(m) != 1 || !m[0].TLS || !m[0].Auth || !strings.Contains(m[0].Data, "alert_test") {
 		t.Errorf("messages %+v", m)
+	}
+}
+
+// audit_stuck is raised once when the trail has been down for the
+// threshold (not at the first failed upload), and the recovery noted.
+func TestWatchTrailRaisesAuditStuck(t *testing.T) {
+	var mu sync.Mutex
+	down := false
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var events []audit.Event
+	rec := audit.RecorderFunc(func(e audit.Event) { mu.Lock(); events = append(events, e); mu.Unlock() })
+	tick := make(chan time.Time)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watchTrail(ctx, func() trail.Stats {
+			mu.Lock()
+			defer mu.Unlock()
+			return trail.Stats{StoreDown: down, SpoolBytes: 4096}
+		},
+			10*time.Minute, tick, func() time.Time { mu.Lock(); defer mu.Unlock(); return now }, rec)
+	}()
+	step := func(d time.Duration, isDown bool) {
+		mu.Lock()
+		now, down = now.Add(d), isDown
+		mu.Unlock()
+		tick <- now
+	}
+	step(0, true)             // down since 00:00
+	step(9*time.Minute, true) // 9 min: not yet
+	step(time.Minute, true)   // 10 min: alert
+	step(5*time.Minute, true) // still down: no repeat
+	step(time.Minute, false)  // back
+	step(time.Minute, false)
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) != 2 || events[0].Op != "audit_stuck" || events[0].Result != "failure" ||
+		!strings.Contains(events[0].Detail, "for 10m0s; 4096 bytes") || events[1].Result != "ok" {
+		t.Fatalf("events %+v", events)
+	}
+	if got := alerts.Classify(events[0]); len(got) != 1 || got[0] != alerts.AuditStuck {
+		t.Errorf("classified as %v", got)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/sftpgw/sftpgw/audit"
 	"github.com/sftpgw/sftpgw/config"
 	"github.com/sftpgw/sftpgw/posture"
 )
@@ -53,12 +54,18 @@ func runCheck(args []string, stdout io.Writer) error {
 
 // startupPosture runs the checks when serve starts: each failure is logged
 // as a warning, and with strict = true any failure stops the start.
-func startupPosture(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
+func startupPosture(ctx context.Context, cfg *config.Config, rec audit.Recorder, log hclog.Logger) error {
+	// Each failure is an audit event too, so that it raises the
+	// posture_failure alert (webhooks and email) at once.
+	fail := func(detail string) {
+		rec.Record(audit.Event{Time: time.Now().UTC(), Kind: "admin", Op: "posture_check", Result: "failure", Detail: detail})
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	// Credentials and endpoint first: without them every posture check
 	// fails for the same reason, which this says plainly.
 	if err := reachStorage(ctx, cfg); err != nil {
+		fail("storage unreachable: " + err.Error())
 		if cfg.Strict {
 			return fmt.Errorf("refusing to start (strict = true): %w", err)
 		}
@@ -68,6 +75,7 @@ func startupPosture(ctx context.Context, cfg *config.Config, log hclog.Logger) e
 	for _, r := range rs {
 		switch r.Status {
 		case posture.Fail:
+			fail(fmt.Sprintf("storage %s, bucket %s: %s: %s; fix: %s", r.Storage, r.Bucket, r.Check, r.Detail, r.Fix))
 			log.Warn("bucket posture check failed", "storage", r.Storage, "bucket", r.Bucket, "check", r.Check,
 				"detail", r.Detail, "fix", r.Fix)
 		case posture.Unsupported:

@@ -12,21 +12,23 @@ import (
 
 	"github.com/sftpgw/sftpgw/alerts"
 	"github.com/sftpgw/sftpgw/audit"
+	"github.com/sftpgw/sftpgw/audit/trail"
 	"github.com/sftpgw/sftpgw/config"
 	"github.com/sftpgw/sftpgw/metrics"
 	"github.com/sftpgw/sftpgw/retention"
 	"github.com/sftpgw/sftpgw/vfs"
 )
 
-// withAlerts adds the configured webhooks and email sinks to rec. The
-// returned stop delivers what is still queued for a few seconds at shutdown.
-func withAlerts(cfg *config.Config, rec audit.Recorder, met *metrics.Metrics, log hclog.Logger) (audit.Recorder, func(), error) {
+// startAlerts starts the configured webhooks and email sinks (audit.Discard
+// when there are none). The returned stop delivers what is still queued
+// for a few seconds at shutdown.
+func startAlerts(cfg *config.Config, met *metrics.Metrics, log hclog.Logger) (audit.Recorder, func(), error) {
 	s, err := newAlertSender(cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
 	if s == nil {
-		return rec, func() {}, nil
+		return audit.Discard, func() {}, nil
 	}
 	if met != nil {
 		met.ObserveAlerts(func() []metrics.AlertSink {
@@ -58,7 +60,7 @@ func withAlerts(cfg *config.Config, rec audit.Recorder, met *metrics.Metrics, lo
 		}
 		log.Info("alert email", "name", e.Name, "host", e.Host, "tls", tlsMode, "events", fmt.Sprint(e.Events), "digest", digest)
 	}
-	return audit.Multi(rec, s), func() {
+	return s, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = s.Close(ctx)
@@ -109,4 +111,41 @@ func startRetention(ctx context.Context, cfg *config.Config, stores map[string]v
 		go sw.Run(ctx)
 	}
 	return nil
+}
+
+// auditStuckAfter is how long the audit trail may fail to reach its bucket
+// before the audit_stuck alert: longer than a routine S3 hiccup, short
+// enough that the spool does not fill unnoticed.
+const auditStuckAfter = 10 * time.Minute
+
+// watchTrail raises audit_stuck (an admin audit event) once the trail has
+// been unable to ship for after, and notes the recovery, checking at each
+// tick until ctx ends.
+func watchTrail(ctx context.Context, stats func() trail.Stats, after time.Duration, tick <-chan time.Time, now func() time.Time, rec audit.Recorder) {
+	var downSince time.Time
+	alerted := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		}
+		st := stats()
+		if !st.StoreDown {
+			if alerted {
+				rec.Record(audit.Event{Time: now().UTC(), Kind: "admin", Op: "audit_stuck", Result: "ok",
+					Detail: "audit trail ships to its bucket again after " + now().Sub(downSince).Round(time.Second).String()})
+			}
+			downSince, alerted = time.Time{}, false
+			continue
+		}
+		if downSince.IsZero() {
+			downSince = now()
+		}
+		if d := now().Sub(downSince); !alerted && d >= after {
+			alerted = true
+			rec.Record(audit.Event{Time: now().UTC(), Kind: "admin", Op: "audit_stuck", Result: "failure",
+				Detail: fmt.Sprintf("audit trail has not reached its bucket for %s; %d bytes wait in the local spool", d.Round(time.Second), st.SpoolBytes)})
+		}
+	}
 }

@@ -95,13 +95,20 @@ func serveOn(ctx context.Context, cfg *config.Config, ready func(net.Addr),
 		stores[name] = st
 	}
 
-	// Bucket posture: warnings in the background, or a gate with strict.
+	// Alerts first, so that a posture failure at start raises one even
+	// when strict refuses to start.
+	alertRec, stopAlerts, err := startAlerts(cfg, met, log.Named("alerts"))
+	if err != nil {
+		return err
+	}
+	defer func() { // after Shutdown, so the last sessions' alerts are sent too
+		cancel() // background recorders first
+		stopAlerts()
+	}()
 	if cfg.Strict {
-		if err := startupPosture(ctx, cfg, log.Named("posture")); err != nil {
+		if err := startupPosture(ctx, cfg, audit.Multi(audit.NewLogRecorder(log.Named("audit")), alertRec), log.Named("posture")); err != nil {
 			return err
 		}
-	} else {
-		go func() { _ = startupPosture(ctx, cfg, log.Named("posture")) }()
 	}
 
 	rec := audit.NewLogRecorder(log.Named("audit"))
@@ -156,14 +163,15 @@ func serveOn(ctx context.Context, cfg *config.Config, ready func(net.Addr),
 		}
 	}
 
-	rec, stopAlerts, err := withAlerts(cfg, rec, met, log.Named("alerts"))
-	if err != nil {
-		return err
+	rec = audit.Multi(rec, alertRec)
+	if tr != nil {
+		t := time.NewTicker(30 * time.Second)
+		go func() { defer t.Stop(); watchTrail(ctx, tr.Stats, auditStuckAfter, t.C, time.Now, rec) }()
 	}
-	defer func() { // after Shutdown, so the last sessions' alerts are sent too
-		cancel() // background recorders first
-		stopAlerts()
-	}()
+	if !cfg.Strict { // in the background, with every recorder in place
+		go func() { _ = startupPosture(ctx, cfg, rec, log.Named("posture")) }()
+	}
+
 	if err := startRetention(ctx, cfg, stores, rec, log.Named("retention")); err != nil {
 		return err
 	}
