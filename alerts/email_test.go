@@ -252,7 +252,7 @@ func TestDigestDailyListsFilesAndExpiry(t *testing.T) {
 	clock.advance(time.Date(2026, 3, 10, 8, 0, 0, 0, berlin))
 	msg := srv.Wait(t, 1, 20*time.Second)[0]
 	subject, body, html := parts(t, msg.Data)
-	t.Logf("digest as received:\n%s", msg.Data)
+	t.Logf("digest as received:\n%s\ntext part:\n%s", msg.Data, body)
 	if subject != "[sftpgw] daily digest: 3 received, 2 waiting, 1 deleted unread" {
 		t.Errorf("subject %q", subject)
 	}
