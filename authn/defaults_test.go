@@ -50,3 +50,25 @@ func TestSetRolesNamesAndWarns(t *testing.T) {
 		t.Errorf("log:\n%s", out)
 	}
 }
+
+// The MFA prompt gate counts each user's connections at the prompt: a
+// place is given back on leave, and only the user's own.
+func TestPromptGate(t *testing.T) {
+	g := &promptGate{max: 2, n: map[string]int{}}
+	if !g.enter("a") || !g.enter("a") || g.enter("a") {
+		t.Fatal("gate of 2 did not fill at 2")
+	}
+	if !g.enter("b") {
+		t.Fatal("another user's prompts counted")
+	}
+	g.leave("a")
+	if !g.enter("a") || g.enter("a") {
+		t.Fatal("leave gave back other than one place")
+	}
+	g.leave("a")
+	g.leave("a")
+	g.leave("b")
+	if len(g.n) != 0 {
+		t.Errorf("empty gate keeps entries: %v", g.n)
+	}
+}

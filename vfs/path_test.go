@@ -29,6 +29,8 @@ func TestCleanPath(t *testing.T) {
 		"/\u05e9\u05dc\u05d5\u05dd.txt": "/\u05e9\u05dc\u05d5\u05dd.txt", // right-to-left letters are fine
 		"/a\u200db":                     "/a\u200db",                     // ZWJ (emoji sequences) is fine
 	}
+	// A name of 255 bytes is the longest accepted (256: below).
+	ok["/"+strings.Repeat("a", 255)] = "/" + strings.Repeat("a", 255)
 	for in, want := range ok {
 		got, err := CleanPath(in)
 		if err != nil || got != want {
