@@ -31,6 +31,9 @@ func TestCleanPath(t *testing.T) {
 	}
 	// A name of 255 bytes is the longest accepted (256: below).
 	ok["/"+strings.Repeat("a", 255)] = "/" + strings.Repeat("a", 255)
+	// A path of 512 bytes (half the key budget) is the longest accepted.
+	long := "/" + strings.Repeat("a", 255) + "/" + strings.Repeat("b", 255)
+	ok[long] = long
 	for in, want := range ok {
 		got, err := CleanPath(in)
 		if err != nil || got != want {
@@ -39,7 +42,7 @@ func TestCleanPath(t *testing.T) {
 	}
 	bad := []string{
 		"a\x00b", `a\b`, `..\..\x`, "a\nb", "a\x7fb", "\xff\xfe", "trailing /x",
-		"/x/ leading", strings.Repeat("a", 256), "/" + strings.Repeat("abcdefgh/", 80),
+		"/x/ leading", strings.Repeat("a", 256), "/" + strings.Repeat("abcdefgh/", 80), long + "/c",
 		// C1 controls.
 		"a\u0080b", "a\u0085b", "a\u009fb",
 		// Bidirectional overrides and isolates: "cv\u202efdp.exe.pdf" shows as "cvexe.pdf...".
