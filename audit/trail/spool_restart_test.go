@@ -1,0 +1,55 @@
+package trail
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// After a restart the spool's size counts what is still waiting in it (the
+// bound SpoolMaxBytes applies to it), and a segment sealed before a crash
+// that lost only its removal is removed and not counted.
+func TestSpoolBytesAfterRestart(t *testing.T) {
+	st := newMemStore()
+	dir := t.TempDir()
+	o := testOptions(st, dir, newClock())
+	o.BatchMaxEvents = 3
+	tr := newTrail(t, o) // the first start reads the chain from the store
+	tr.Record(ev(0))
+	closeTrail(t, tr)
+	st.down.Store(true)
+	tr = newTrail(t, o)
+	run(t, tr)
+	for i := 1; i < 7; i++ {
+		tr.Record(ev(i))
+	}
+	closeTrail(t, tr)
+	names, err := (&spool{dir: dir}).batchFiles()
+	if err != nil || len(names) != 2 {
+		t.Fatalf("setup: spool batches %v, %v", names, err)
+	}
+	var want int64
+	for _, n := range names {
+		fi, err := os.Stat(filepath.Join(dir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want += fi.Size()
+	}
+	stale := filepath.Join(dir, segName(0))
+	if err := os.WriteFile(stale, []byte(strings.Repeat("x", 100)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	tr2 := newTrail(t, o)
+	if got := tr2.Stats().SpoolBytes; got != want {
+		t.Errorf("spool bytes after restart %d, want %d (the two batches)", got, want)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("sealed segment left in the spool: %v", err)
+	}
+	closeTrail(t, tr2)
+}
