@@ -231,6 +231,8 @@ var opLabels = func() map[string]bool {
 		// refusals by the gateway and vfs
 		"ssh_request", "link", "symlink", "readlink", "read_from_upload_handle", "request_before_init",
 		"statvfs", "realpath", "sftp_stream",
+		// an interrupted upload continued (docs/resume.md)
+		"upload_resumed",
 		// pkg/sftp request methods that reach the default refusal
 		"Setstat", "Rename", "Rmdir", "Mkdir", "Remove", "Link", "Symlink", "Readlink",
 	} {

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,6 +143,12 @@ func TestResumeContinuesInterruptedUpload(t *testing.T) {
 	ev := r.ev.find("upload_resumed", "ok")
 	if len(ev) != 1 || ev[0].Bytes != int64(cut) || ev[0].User != "alice" {
 		t.Fatalf("upload_resumed events: %+v, want one at offset %d", ev, cut)
+	}
+	// The two upload events add up to the file, once: the interrupted
+	// one counts what it received, the resumed one the rest.
+	ups := r.ev.find("overwrite", "ok")
+	if len(ups) != 1 || ups[0].Bytes != int64(len(data)-cut) || !strings.Contains(ups[0].Detail, fmt.Sprintf("resumed at byte %d", cut)) {
+		t.Fatalf("resumed upload's event: %+v, want %d bytes sent and the offset in the detail", ups, len(data)-cut)
 	}
 	if fi, err := alice.Stat(ctx, "/scan.pdf"); err != nil || fi.Size != int64(len(data)) {
 		t.Fatalf("stat after completion: %+v %v", fi, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -431,7 +432,16 @@ func (w *Writer) Close() error {
 			w.dropManifest(context.WithoutCancel(w.ctx))
 		}
 	}
-	w.ev.bytes = w.next
+	// Bytes sent in this session: a resumed upload's kept part was counted
+	// by the interrupted one (metrics add them up as one upload).
+	w.ev.bytes = w.next - w.resumedAt
+	if w.resumedAt > 0 && w.err == nil {
+		d := fmt.Sprintf("resumed at byte %d; file %d bytes", w.resumedAt, w.next)
+		if w.ev.detail != "" && !strings.HasPrefix(w.ev.detail, "resumed at") {
+			d += "; " + w.ev.detail
+		}
+		w.ev.detail = d
+	}
 	w.fs.finish(w.ev, w.err)
 	return w.err
 }
