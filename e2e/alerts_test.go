@@ -120,6 +120,11 @@ func TestAlertWebhooks(t *testing.T) {
 
 	waitFor(t, 10*time.Second, "every kind of alert", func() bool {
 		for _, a := range alerts.Names {
+			// Raised at start and by a stuck trail, not by sessions:
+			// TestServeEmailsSecurityAlerts and TestWatchTrailRaisesAuditStuck.
+			if a == alerts.PostureFailure || a == alerts.AuditStuck {
+				continue
+			}
 			if len(recv.find(a)) == 0 {
 				return false
 			}
