@@ -25,6 +25,7 @@ type resumeRig struct {
 	store   *localstore.Store
 	uploads *vfs.Uploads
 	ev      *events
+	lim     vfs.Limits
 	now     time.Time
 	window  time.Duration
 }
@@ -42,7 +43,7 @@ func newResumeRig(t *testing.T) *resumeRig {
 func (r *resumeRig) session(user string) *vfs.FS {
 	return vfs.New(vfs.Options{Store: r.store, StoreName: "files", Uploads: r.uploads, Audit: r.ev,
 		ResumeWindow: r.window, Now: func() time.Time { return r.now },
-		Session: vfs.Session{ID: "s-" + user, User: user, Role: "applicant", Perms: vfs.PermAll}})
+		Session: vfs.Session{ID: "s-" + user, User: user, Role: "applicant", Perms: vfs.PermAll, Limits: r.lim}})
 }
 
 // tmpFiles counts the local store's uploads in progress or suspended.
@@ -266,5 +267,32 @@ func TestResumeManifestsUnnameable(t *testing.T) {
 		if e.Name+"/" == vfs.ResumePrefix {
 			t.Fatal("the manifest prefix is listed")
 		}
+	}
+}
+
+// The quota holds across a resume: the kept bytes count from the resumed
+// open on, so the rest cannot push the file past the quota.
+func TestResumeKeepsQuota(t *testing.T) {
+	r := newResumeRig(t)
+	r.lim = vfs.Limits{QuotaBytes: 3 << 20}
+	ctx := context.Background()
+	alice := r.session("alice")
+	data := storetest.Data(4 << 20)
+	interrupt(t, alice, "/f.bin", data, 2<<20)
+	w, err := r.session("alice").OpenWriteFlags(ctx, "/f.bin", vfs.WriteFlags{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var werr error
+	for off := 2 << 20; off < len(data) && werr == nil; off += 32 << 10 {
+		_, werr = w.WriteAt(data[off:off+32<<10], int64(off))
+	}
+	var le *vfs.LimitError
+	if !errors.As(werr, &le) || !strings.Contains(le.Error(), "quota") {
+		t.Fatalf("resumed upload past the quota: %v, want a quota refusal", werr)
+	}
+	_ = w.Close()
+	if _, err := r.store.Stat(ctx, "f.bin"); !errors.Is(err, vfs.ErrNotExist) {
+		t.Fatalf("the over-quota file was stored: %v", err)
 	}
 }
