@@ -123,13 +123,30 @@ audit {
 
 # Alerts: signed JSON webhooks (X-Sftpgw-Signature: sha256=HMAC of the body).
 # Events: upload_complete, download, denied, login_failure_burst, lockout,
-# mfa_lock, retention_delete, or "*". The secret comes from the environment or a 0600
-# file, never from this file.
+# mfa_lock, retention_delete, posture_failure, audit_stuck, or "*". The secret comes
+# from the environment or a 0600 file, never from this file.
 # alert "security" {
 #   url        = "https://hooks.example.com/sftpgw"
 #   events     = ["denied", "login_failure_burst", "lockout", "mfa_lock"]
 #   secret_env = "SFTPGW_ALERT_SECRET" # or secret_file = "/etc/sftpgw/alert.secret"
 #   # timeout = "10s"  queue = 1000  max_attempts = 6
+# }
+
+# Email alerts and the HR digest (docs/alerts.md). TLS is required
+# (starttls, or tls = "implicit"); plaintext only with allow_plaintext = true.
+# Check with `sftpgw alert test --config FILE`.
+# email "hr" {
+#   host         = "smtp.example.org"
+#   username     = "sftpgw"
+#   password_env = "SFTPGW_SMTP_PASSWORD" # or password_file (mode 0600)
+#   from         = "sftpgw@example.org"
+#   to           = ["hr@example.org"]
+#   events       = ["upload_complete"]
+#   digest {
+#     daily_at  = "08:00"
+#     time_zone = "Europe/Berlin"
+#     roles     = ["applicant"]
+#   }
 # }
 
 # Refuse to start when a bucket posture check fails (see `sftpgw check`).
