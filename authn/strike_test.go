@@ -34,3 +34,34 @@ func TestStrikeWindowBoundaries(t *testing.T) {
 		t.Error("a former ban must be forgotten exactly one longest ban after it ended")
 	}
 }
+
+// The table sweeps expired strikes once a window has passed since the last
+// sweep, and when full evicts the weakest entry: unbanned before banned,
+// fewer failures before more.
+func TestStrikeTableSweepAndEvict(t *testing.T) {
+	p := policy{max: 3, window: time.Minute, base: time.Minute, longest: time.Hour, entries: 100}
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	tbl := &table[string]{pol: p}
+	tbl.get("a", t0).fail(t0, &tbl.pol)
+	tbl.get("b", t0.Add(time.Minute)) // a's window is over: swept
+	if _, ok := tbl.m["a"]; ok || len(tbl.m) != 1 {
+		t.Fatalf("after one window: %d entries, a kept %v", len(tbl.m), ok)
+	}
+
+	p.entries = 3
+	tbl = &table[string]{pol: p}
+	for _, k := range []string{"banned", "two", "one"} {
+		tbl.get(k, t0)
+	}
+	tbl.m["banned"].until = t0.Add(time.Hour)
+	tbl.m["two"].count, tbl.m["two"].first = 2, t0
+	tbl.m["one"].count, tbl.m["one"].first = 1, t0
+	tbl.get("new", t0.Add(time.Second))
+	if _, ok := tbl.m["one"]; ok || len(tbl.m) != 3 {
+		t.Fatalf("evicted the wrong entry: %v", tbl.m)
+	}
+	tbl.get("newer", t0.Add(2*time.Second)) // new (0 failures) goes before two
+	if _, ok := tbl.m["two"]; !ok || tbl.m["banned"] == nil {
+		t.Fatalf("evicted the wrong entry: %v", tbl.m)
+	}
+}
