@@ -227,7 +227,7 @@ func (w *Writer) decide(off int64) error {
 func (w *Writer) withProgress() CreateOptions {
 	opt := w.opt
 	if w.fs.resumeOn() {
-		w.cp = &checkpointer{f: w.fs, ctx: context.WithoutCancel(w.ctx), key: w.key, path: w.ev.path}
+		w.cp = &checkpointer{f: w.fs, ctx: context.WithoutCancel(w.ctx), key: w.key, path: w.ev.path, quit: make(chan struct{})}
 		opt.Progress = w.cp.progress
 	}
 	return opt
@@ -306,7 +306,13 @@ type checkpointer struct {
 	stop  bool
 	wrote bool
 	wg    sync.WaitGroup
+	quit  chan struct{} // closed by end: no pause between checkpoints
 }
+
+// checkpointEvery spaces manifest writes: at most one per interval (the
+// newest state), so a fast upload does not pay a PUT per part; a crash
+// then costs at most the parts of the last interval.
+const checkpointEvery = 2 * time.Second
 
 // progress is the store's CreateOptions.Progress.
 func (c *checkpointer) progress(su SuspendedUpload) {
@@ -343,6 +349,10 @@ func (c *checkpointer) run() {
 		c.mu.Lock()
 		c.wrote = true
 		c.mu.Unlock()
+		select {
+		case <-time.After(checkpointEvery):
+		case <-c.quit:
+		}
 	}
 }
 
@@ -353,6 +363,9 @@ func (c *checkpointer) end() bool {
 		return false
 	}
 	c.mu.Lock()
+	if !c.stop {
+		close(c.quit)
+	}
 	c.stop = true
 	c.next = nil
 	c.mu.Unlock()
