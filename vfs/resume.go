@@ -235,9 +235,10 @@ func (w *Writer) withProgress() CreateOptions {
 
 // setUpload installs the store upload chosen by decide, with a time a
 // setstat gave before it existed.
+// w.up is set holding both mu and tmu, so setMTime may read it under tmu.
 func (w *Writer) setUpload(up Upload) {
-	w.up = up
 	w.tmu.Lock()
+	w.up = up
 	if !w.mtime.IsZero() {
 		w.lateMTime = !up.SetMTime(w.mtime)
 	}

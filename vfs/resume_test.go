@@ -296,3 +296,30 @@ func TestResumeKeepsQuota(t *testing.T) {
 		t.Fatalf("the over-quota file was stored: %v", err)
 	}
 }
+
+// A setstat racing the first write of a resuming open (which creates the
+// store upload) is safe (go test -race) and its time is kept.
+func TestResumeSetstatDuringDecision(t *testing.T) {
+	r := newResumeRig(t)
+	ctx := context.Background()
+	alice := r.session("alice")
+	data := storetest.Data(1 << 20)
+	interrupt(t, alice, "/f.bin", data, 600<<10)
+	w, err := alice.OpenWriteFlags(ctx, "/f.bin", vfs.WriteFlags{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt := time.Date(2020, 5, 6, 7, 8, 9, 0, time.UTC)
+	done := make(chan error, 1)
+	go func() { done <- alice.Setstat(ctx, "/f.bin", mt) }()
+	writeSeq(t, w, data[600<<10:], 600<<10)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := alice.Stat(ctx, "/f.bin"); err != nil || !fi.ModTime.Equal(mt) || fi.Size != int64(len(data)) {
+		t.Fatalf("after the resumed upload: %+v %v, want time %v", fi, err, mt)
+	}
+}
