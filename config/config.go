@@ -68,19 +68,22 @@ type File struct {
 
 // StorageBlock is one bucket (or local directory).
 type StorageBlock struct {
-	Name        string    `hcl:"name,label"`
-	Type        string    `hcl:"type"` // "s3" or "local"
-	Bucket      string    `hcl:"bucket,optional"`
-	Region      string    `hcl:"region,optional"`
-	Endpoint    string    `hcl:"endpoint,optional"`
-	PathStyle   bool      `hcl:"path_style,optional"`
-	SSE         string    `hcl:"sse,optional"`
-	KMSKeyID    string    `hcl:"kms_key_id,optional"`
-	Root        string    `hcl:"root,optional"`
-	PartSize    string    `hcl:"part_size,optional"`
-	Concurrency int       `hcl:"upload_concurrency,optional"`
-	Retention   string    `hcl:"retention,optional"` // e.g. "24h": objects older are deleted
-	DefRange    hcl.Range `hcl:",def_range"`
+	Name        string `hcl:"name,label"`
+	Type        string `hcl:"type"` // "s3" or "local"
+	Bucket      string `hcl:"bucket,optional"`
+	Region      string `hcl:"region,optional"`
+	Endpoint    string `hcl:"endpoint,optional"`
+	PathStyle   bool   `hcl:"path_style,optional"`
+	SSE         string `hcl:"sse,optional"`
+	KMSKeyID    string `hcl:"kms_key_id,optional"`
+	Root        string `hcl:"root,optional"`
+	PartSize    string `hcl:"part_size,optional"`
+	Concurrency int    `hcl:"upload_concurrency,optional"`
+	// MTimeCache is how many objects' times listings remember
+	// (docs/file-times.md); 0: the default, negative: none.
+	MTimeCache int       `hcl:"mtime_cache,optional"`
+	Retention  string    `hcl:"retention,optional"` // e.g. "24h": objects older are deleted
+	DefRange   hcl.Range `hcl:",def_range"`
 }
 
 // RoleBlock is one role.
@@ -509,11 +512,17 @@ func (c *Config) OpenStore(ctx context.Context, name string) (vfs.Store, error) 
 		}
 		return localstore.New(s.Root)
 	default:
-		part := int64(0)
-		if s.PartSize != "" {
-			part, _ = ParseSize(s.PartSize)
-		}
-		return s3store.New(ctx, s3store.Config{Bucket: s.Bucket, Region: s.Region, Endpoint: s.Endpoint,
-			PathStyle: s.PathStyle, SSE: s.SSE, KMSKeyID: s.KMSKeyID, PartSize: part, Concurrency: s.Concurrency})
+		return s3store.New(ctx, s.s3Config())
 	}
+}
+
+// s3Config is what an s3 storage block asks of s3store.
+func (s *StorageBlock) s3Config() s3store.Config {
+	part := int64(0)
+	if s.PartSize != "" {
+		part, _ = ParseSize(s.PartSize)
+	}
+	return s3store.Config{Bucket: s.Bucket, Region: s.Region, Endpoint: s.Endpoint,
+		PathStyle: s.PathStyle, SSE: s.SSE, KMSKeyID: s.KMSKeyID, PartSize: part, Concurrency: s.Concurrency,
+		MTimeCache: s.MTimeCache}
 }

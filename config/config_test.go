@@ -280,3 +280,38 @@ lockout {
 		t.Errorf("bad mfa_lock: %v", err)
 	}
 }
+
+// An s3 block's tuning reaches the store: part size, uploads in flight and
+// how many listed objects' times are remembered.
+func TestS3StoreTuning(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "sftpgw.hcl")
+	os.WriteFile(p, []byte(`users_file = "users.hcl"
+storage "s" {
+  type = "s3"
+  bucket = "b"
+  part_size = "16MiB"
+  upload_concurrency = 3
+  mtime_cache = 500000
+}
+storage "off" {
+  type = "s3"
+  bucket = "b"
+  mtime_cache = -1
+}
+role "r" {
+  storage = "s"
+  home = "{name}/"
+  permissions = ["*"]
+}`), 0o600)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, off := c.Storage["s"], c.Storage["off"]
+	if got := s.s3Config(); got.PartSize != 16<<20 || got.Concurrency != 3 || got.MTimeCache != 500000 {
+		t.Errorf("s3 config %+v", got)
+	}
+	if got := off.s3Config(); got.MTimeCache != -1 {
+		t.Errorf("mtime_cache = -1 gave %d", got.MTimeCache)
+	}
+}
