@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // After a restart the spool's size counts what is still waiting in it (the
@@ -52,4 +53,28 @@ func TestSpoolBytesAfterRestart(t *testing.T) {
 		t.Errorf("sealed segment left in the spool: %v", err)
 	}
 	closeTrail(t, tr2)
+}
+
+// A clock stepped back between two batches does not make the second one
+// sort before the first: its sealing time is held at its predecessor's.
+func TestSealTimeNeverGoesBack(t *testing.T) {
+	st := newMemStore()
+	c := newClock()
+	o := testOptions(st, t.TempDir(), c)
+	o.BatchMaxEvents = 1
+	tr := newTrail(t, o)
+	run(t, tr)
+	tr.Record(ev(0))
+	waitFor(t, "the first batch", func() bool { return len(st.keys()) == 1 })
+	c.jump(-time.Hour)
+	tr.Record(ev(1))
+	closeTrail(t, tr)
+	keys := st.keys()
+	if len(keys) != 2 {
+		t.Fatalf("%d batches, want 2", len(keys))
+	}
+	if h0, h1 := headerOf(t, st, keys[0]), headerOf(t, st, keys[1]); h0.Seq != 1 || h1.Seq != 2 || h1.Time != h0.Time {
+		t.Errorf("batches in key order: seq %d at %s, seq %d at %s", h0.Seq, h0.Time, h1.Seq, h1.Time)
+	}
+	verifyOK(t, st)
 }
