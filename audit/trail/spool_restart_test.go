@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // After a restart the spool's size counts what is still waiting in it (the
@@ -45,7 +47,13 @@ func TestSpoolBytesAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	var logs syncBuffer
+	o.Log = hclog.New(&hclog.LoggerOptions{Output: &logs})
 	tr2 := newTrail(t, o)
+	// The restart says what waits (two batches), not what does not (segments).
+	if l := logs.String(); !strings.Contains(l, "batches waiting for upload: batches=2") || strings.Contains(l, "sealing segments") {
+		t.Errorf("restart log:\n%s", l)
+	}
 	if got := tr2.Stats().SpoolBytes; got != want {
 		t.Errorf("spool bytes after restart %d, want %d (the two batches)", got, want)
 	}
@@ -77,4 +85,25 @@ func TestSealTimeNeverGoesBack(t *testing.T) {
 		t.Errorf("batches in key order: seq %d at %s, seq %d at %s", h0.Seq, h0.Time, h1.Seq, h1.Time)
 	}
 	verifyOK(t, st)
+}
+
+// Options left at zero get the documented defaults; a prefix gets its slash.
+func TestNewDefaults(t *testing.T) {
+	o := Options{Store: newMemStore(), Prefix: "audit", Instance: "gw-1", SpoolDir: t.TempDir(), Key: testKey}
+	tr := newTrail(t, o)
+	got := tr.o
+	if got.Prefix != "audit/" || got.SpoolMaxBytes != defaultSpoolMax || got.BatchMaxEvents != defaultMaxEvents ||
+		got.BatchMaxBytes != defaultMaxBytes || got.FlushInterval != defaultInterval || got.QueueMaxEvents != defaultQueueMax ||
+		got.Log == nil || got.Now == nil {
+		t.Errorf("defaults: %+v", got)
+	}
+	closeTrail(t, tr)
+	var logs syncBuffer
+	o.Prefix, o.SpoolDir, o.Log = "", t.TempDir(), hclog.New(&hclog.LoggerOptions{Output: &logs})
+	if tr := newTrail(t, o); tr.o.Prefix != "" {
+		t.Errorf("empty prefix became %q", tr.o.Prefix)
+	}
+	if strings.Contains(logs.String(), "audit spool:") {
+		t.Errorf("an empty spool reported leftovers:\n%s", logs.String())
+	}
 }
