@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -381,5 +384,72 @@ func TestResumeDiscardAndExpiry(t *testing.T) {
 	}
 	if out, err := g.SFTP(u, "ls -l g.bin"); err == nil {
 		t.Fatalf("the expired upload is still shown:\n%s", out)
+	}
+}
+
+// TestResumeAfterShutdownPastGrace: a gateway shut down past its grace
+// keeps the cut-off upload; another instance continues it at the size its
+// stat shows (pkg/sftp client: open without truncation, write from there).
+func TestResumeAfterShutdownPastGrace(t *testing.T) {
+	g := resumeGateway(t)
+	u := g.AddUser("partner", false)
+	c, bucket := s3Client(t, g, "files")
+	key := "partner/" + u.Name + "/cut.bin"
+	cl := opsSFTPClient(t, g, u)
+	f, err := cl.Create("cut.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 3*resumePartSize+12345)
+	_, _ = rand.Read(data)
+	if _, err := f.Write(data[:2*resumePartSize+1000]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "two parts stored", func() bool { return pendingParts(t, c, bucket, key) >= 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := g.Server.Shutdown(ctx); err == nil {
+		t.Fatal("Shutdown with a transfer open returned no error")
+	}
+	_ = f.Close()
+	if exists(t, c, bucket, key) {
+		t.Fatal("the cut-off upload became an object")
+	}
+
+	g2 := testgw.Start(t, testgw.Options{Stores: g.Stores, UsersFile: g.UsersFile(),
+		Tweak: func(c *gateway.Config) { c.ResumeWindow = time.Hour }})
+	cl2 := opsSFTPClient(t, g2, u)
+	fi, err := cl2.Stat("cut.bin")
+	if err != nil || fi.Size() != 2*resumePartSize {
+		t.Fatalf("stat of the kept upload on the second instance: %v %v, want %d bytes", fi, err, 2*resumePartSize)
+	}
+	// A wrong offset is refused and the kept upload stays.
+	bad, err := cl2.OpenFile("cut.bin", os.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bad.WriteAt(data[100:200], 100); err == nil {
+		t.Fatal("a write at a wrong offset was accepted")
+	} else {
+		t.Logf("wrong offset: %v", err)
+	}
+	_ = bad.Close()
+	f2, err := cl2.OpenFile("cut.bin", os.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f2.WriteAt(data[fi.Size():], fi.Size()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f2.Close(); err != nil {
+		t.Fatalf("close of the resumed upload: %v", err)
+	}
+	h := sha256.Sum256(data)
+	if got := objectSHA(t, c, bucket, key); got != hex.EncodeToString(h[:]) {
+		t.Fatal("resumed object differs from the data sent")
+	}
+	assertSSE(t, c, bucket, key)
+	if rs := g2.Events.Find(audit.Event{Op: "upload_resumed"}); len(rs) != 1 || rs[0].Bytes != 2*resumePartSize {
+		t.Fatalf("upload_resumed events: %+v", rs)
 	}
 }
