@@ -280,6 +280,10 @@ type Lister struct {
 	err    error
 	closed bool
 	now    time.Time // the time of directories without a marker
+	// pend: the owner's interrupted uploads in this directory, shown with
+	// their resumable size (in place of a stored older version, else
+	// after the last page).
+	pend map[string]*resumeManifest
 }
 
 // List opens a directory listing of p. The audit event is recorded when the
@@ -295,6 +299,9 @@ func (f *FS) List(ctx context.Context, p string) (*Lister, error) {
 		return fail(err)
 	}
 	l := &Lister{fs: f, ctx: ctx, prefix: dirKey(key), ev: ev, now: time.Now()}
+	if l.pend, err = f.pendingIn(ctx, l.prefix); err != nil {
+		return fail(err)
+	}
 	if err := l.fetch(); err != nil {
 		return fail(err)
 	}
@@ -331,10 +338,21 @@ func (l *Lister) fetch() error {
 			// hide it rather than mislead.
 			continue
 		}
-		l.items = append(l.items, FileInfo{Name: name, Size: e.Size, ModTime: shownTime(e, l.now), IsDir: e.IsDir})
+		fi := FileInfo{Name: name, Size: e.Size, ModTime: shownTime(e, l.now), IsDir: e.IsDir}
+		if m := l.pend[name]; m != nil && !e.IsDir {
+			fi.Size, fi.ModTime = m.Upload.Size, m.Saved
+			delete(l.pend, name)
+		}
+		l.items = append(l.items, fi)
 	}
 	l.token = page.Next
 	l.done = page.Next == ""
+	if l.done {
+		for name, m := range l.pend {
+			l.items = append(l.items, FileInfo{Name: name, Size: m.Upload.Size, ModTime: m.Saved})
+		}
+		l.pend = nil
+	}
 	return nil
 }
 

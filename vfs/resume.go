@@ -2,8 +2,6 @@ package vfs
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,9 +31,41 @@ type resumeManifest struct {
 	Upload SuspendedUpload `json:"upload"`
 }
 
-func manifestKey(key string) string {
-	h := sha256.Sum256([]byte(key))
-	return ResumePrefix + hex.EncodeToString(h[:16])
+// manifestKey mirrors the object key below ResumePrefix, so one listing
+// finds the pending uploads of a directory.
+func manifestKey(key string) string { return ResumePrefix + key }
+
+// pendingIn returns this user's pending uploads directly in the directory
+// with key prefix dir (name -> manifest), for listings.
+func (f *FS) pendingIn(ctx context.Context, dir string) (map[string]*resumeManifest, error) {
+	if !f.resumeOn() {
+		return nil, nil
+	}
+	out := map[string]*resumeManifest{}
+	token := ""
+	for {
+		page, err := f.store.List(ctx, ListOptions{Prefix: ResumePrefix + dir, Token: token})
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range page.Entries {
+			name := strings.TrimPrefix(e.Key, ResumePrefix+dir)
+			if e.IsDir || name == "" || strings.Contains(name, "/") {
+				continue
+			}
+			m, err := f.pending(ctx, dir+name)
+			if err != nil {
+				return nil, err
+			}
+			if m != nil && f.uploads.get(f.name, dir+name) == nil {
+				out[name] = m
+			}
+		}
+		if page.Next == "" {
+			return out, nil
+		}
+		token = page.Next
+	}
 }
 
 // errResumeGone: the manifest named an upload the store no longer holds.

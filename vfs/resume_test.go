@@ -115,6 +115,24 @@ func TestResumeContinuesInterruptedUpload(t *testing.T) {
 	if fi, err := r.session("bob").Stat(ctx, "/scan.pdf"); err != nil || fi.Size != int64(len(old)) {
 		t.Fatalf("another user's stat: %+v %v, want the stored version (%d bytes)", fi, err, len(old))
 	}
+	// Listings: the owner sees the pending file once, with its resumable
+	// size, also when it is new in the directory; others do not.
+	interrupt(t, alice, "/new.bin", data, cut)
+	for user, want := range map[string]map[string]int64{
+		"alice": {"scan.pdf": int64(cut), "new.bin": int64(cut)},
+		"bob":   {"scan.pdf": int64(len(old))},
+	} {
+		if got := listSizes(t, r.session(user), "/"); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s lists %v, want %v", user, got, want)
+		}
+	}
+	// rm of a pending file discards it.
+	if err := alice.Remove(ctx, "/new.bin"); err != nil {
+		t.Fatalf("remove of a pending file: %v", err)
+	}
+	if _, err := alice.Stat(ctx, "/new.bin"); !errors.Is(err, vfs.ErrNotExist) {
+		t.Fatalf("stat after rm of a pending file: %v", err)
+	}
 	// No read path opens the pending upload: the stored version is read.
 	rd, err := alice.OpenRead(ctx, "/scan.pdf")
 	if err != nil {
@@ -321,5 +339,33 @@ func TestResumeSetstatDuringDecision(t *testing.T) {
 	}
 	if fi, err := alice.Stat(ctx, "/f.bin"); err != nil || !fi.ModTime.Equal(mt) || fi.Size != int64(len(data)) {
 		t.Fatalf("after the resumed upload: %+v %v, want time %v", fi, err, mt)
+	}
+}
+
+// listSizes lists dir: file name -> size.
+func listSizes(t *testing.T, fs *vfs.FS, dir string) map[string]int64 {
+	t.Helper()
+	l, err := fs.List(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	out := map[string]int64{}
+	for {
+		es, err := l.Next(1)
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			if !e.IsDir {
+				if _, dup := out[e.Name]; dup {
+					t.Errorf("%s listed twice", e.Name)
+				}
+				out[e.Name] = e.Size
+			}
+		}
 	}
 }
