@@ -31,9 +31,8 @@ type limitsFilter struct {
 	// violation is told once when the client breaks the protocol and the
 	// session is ended, so it is audited.
 	violation func(what string)
-	inRemain  int    // bytes left of the inbound packet being passed through
-	inBuf     []byte // an inbound packet read whole, not yet handed over
-	inited    bool   // INIT seen (only the reading goroutine uses it)
+	in        inbound
+	inited    bool // INIT seen (only the reading goroutine uses it)
 
 	wmu       sync.Mutex
 	wcond     *sync.Cond // on wmu: a packet boundary passed, an answer went out, or closed
@@ -62,7 +61,7 @@ const (
 var errNoInit = errors.New("sftp: request before INIT")
 
 func newLimitsFilter(rwc io.ReadWriteCloser, maxData uint32, refused, violation func(string)) *limitsFilter {
-	f := &limitsFilter{rwc: rwc, maxData: maxData, refused: refused, violation: violation}
+	f := &limitsFilter{rwc: rwc, maxData: maxData, refused: refused, violation: violation, in: inbound{r: rwc}}
 	f.wcond = sync.NewCond(&f.wmu)
 	return f
 }
@@ -85,27 +84,16 @@ func (f *limitsFilter) Close() error {
 // Read hands inbound packets to pkg/sftp, consuming limits requests.
 func (f *limitsFilter) Read(p []byte) (int, error) {
 	for {
-		if len(f.inBuf) > 0 {
-			n := copy(p, f.inBuf)
-			f.inBuf = f.inBuf[n:]
-			return n, nil
-		}
-		if f.inRemain > 0 {
-			if len(p) > f.inRemain {
-				p = p[:f.inRemain]
-			}
-			n, err := f.rwc.Read(p)
-			f.inRemain -= n
+		if n, ok, err := f.in.pending(p); ok {
 			return n, err
 		}
 		if err := f.waitSlot(); err != nil {
 			return 0, err
 		}
-		var hdr [5]byte
-		if _, err := io.ReadFull(f.rwc, hdr[:]); err != nil {
+		hdr, length, err := f.in.header()
+		if err != nil {
 			return 0, err
 		}
-		length := int(binary.BigEndian.Uint32(hdr[:4]))
 		if !f.inited {
 			if length < 1 || hdr[4] != fxpInit {
 				if f.violation != nil {
@@ -116,14 +104,12 @@ func (f *limitsFilter) Read(p []byte) (int, error) {
 			f.inited = true
 		}
 		if hdr[4] != fxpExtended || length > 64*1024 || length < 1 {
-			f.inBuf = append(f.inBuf[:0], hdr[:]...)
-			f.inRemain = length - 1
+			f.in.pass(hdr, length)
 			f.handed()
 			continue
 		}
-		pkt := make([]byte, 5+length-1)
-		copy(pkt, hdr[:])
-		if _, err := io.ReadFull(f.rwc, pkt[5:]); err != nil {
+		pkt, err := f.in.whole(hdr, length)
+		if err != nil {
 			return 0, err
 		}
 		if id, ok := isLimitsRequest(pkt[5:]); ok && f.maxData > 0 {
@@ -135,7 +121,7 @@ func (f *limitsFilter) Read(p []byte) (int, error) {
 		if name := extendedName(pkt[5:]); f.refused != nil && !handledExtensions[name] {
 			f.refused(name)
 		}
-		f.inBuf = pkt
+		f.in.hand(pkt)
 		f.handed()
 	}
 }

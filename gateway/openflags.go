@@ -14,8 +14,7 @@ import (
 // ignore the read flag of an upload open; every other byte passes through.
 type openFlagsFilter struct {
 	io.ReadWriteCloser
-	inRemain int    // bytes left of the inbound packet being passed through
-	inBuf    []byte // an inbound packet read whole, not yet handed over
+	in inbound
 }
 
 const (
@@ -30,42 +29,28 @@ const (
 )
 
 func newOpenFlagsFilter(rwc io.ReadWriteCloser) *openFlagsFilter {
-	return &openFlagsFilter{ReadWriteCloser: rwc}
+	return &openFlagsFilter{ReadWriteCloser: rwc, in: inbound{r: rwc}}
 }
 
 func (f *openFlagsFilter) Read(p []byte) (int, error) {
 	for {
-		if len(f.inBuf) > 0 {
-			n := copy(p, f.inBuf)
-			f.inBuf = f.inBuf[n:]
-			return n, nil
-		}
-		if f.inRemain > 0 {
-			if len(p) > f.inRemain {
-				p = p[:f.inRemain]
-			}
-			n, err := f.ReadWriteCloser.Read(p)
-			f.inRemain -= n
+		if n, ok, err := f.in.pending(p); ok {
 			return n, err
 		}
-		var hdr [5]byte
-		if _, err := io.ReadFull(f.ReadWriteCloser, hdr[:]); err != nil {
+		hdr, length, err := f.in.header()
+		if err != nil {
 			return 0, err
 		}
-		length := int(binary.BigEndian.Uint32(hdr[:4]))
 		if hdr[4] != fxpOpen || length > maxOpenPacket || length < 1 {
-			// Not ours (or malformed: pkg/sftp answers that).
-			f.inBuf = append(f.inBuf[:0], hdr[:]...)
-			f.inRemain = length - 1
+			f.in.pass(hdr, length) // not ours (or malformed: pkg/sftp answers that)
 			continue
 		}
-		pkt := make([]byte, 4+length)
-		copy(pkt, hdr[:])
-		if _, err := io.ReadFull(f.ReadWriteCloser, pkt[5:]); err != nil {
+		pkt, err := f.in.whole(hdr, length)
+		if err != nil {
 			return 0, err
 		}
 		addReadToUploadOpen(pkt[5:])
-		f.inBuf = pkt
+		f.in.hand(pkt)
 	}
 }
 
