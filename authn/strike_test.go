@@ -65,3 +65,15 @@ func TestStrikeTableSweepAndEvict(t *testing.T) {
 		t.Fatalf("evicted the wrong entry: %v", tbl.m)
 	}
 }
+
+// Generated names grow by one character after every 8 collisions, up to 31
+// random characters.
+func TestGenerateNameGrowsOnCollisions(t *testing.T) {
+	for _, tc := range []struct{ collisions, want int }{{0, 5}, {7, 5}, {8, 6}, {15, 6}, {16, 7}, {8 * 40, 32}} {
+		calls := 0
+		name := GenerateName(func(string) bool { calls++; return calls <= tc.collisions })
+		if len(name) != tc.want || ValidateName(name) != nil {
+			t.Errorf("after %d collisions: %q (%d bytes), want %d", tc.collisions, name, len(name), tc.want)
+		}
+	}
+}
