@@ -19,6 +19,12 @@
 #                   a mutant's test run may take this many times the coverage
 #                   run (default 10: generous, for the same reason)
 #   MUTATE_NICE     niceness of the whole run (default 10)
+#   MUTATE_EXCLUDE  regexp of files to leave out, relative to the package
+#                   directory (e.g. '^(fs|writer)\.go$')
+#
+# The run works on a snapshot of the working tree (tracked and untracked,
+# not ignored files): gremlins reads each source file only when it reaches
+# it, so a rebase during a long run would otherwise mix two versions.
 #
 # Each package is mutated on its own: its subpackages' files are excluded (a
 # subpackage is listed separately, e.g. vfs/s3store), and only the package's
@@ -75,15 +81,19 @@ cmd_run() {
 	cmd_install
 	(($# > 0)) || set -- "${DEFAULT_PKGS[@]}"
 	mkdir -p "$OUT"
-	git rev-parse HEAD >"$OUT/commit" 2>/dev/null || true
-	local pkg name
+	local snap pkg name
+	snap="$(mktemp -d /tmp/sftpgw-mutate-src.XXXXXX)"
+	trap 'rm -rf "'"$snap"'"' RETURN
+	git ls-files -z -co --exclude-standard | xargs -0 cp --parents -t "$snap"
+	{ git rev-parse HEAD && git status --short; } >"$OUT/commit" 2>/dev/null || true
+	local exclude=(-E /) # files in subdirectories are other packages
+	[[ -n "${MUTATE_EXCLUDE:-}" ]] && exclude+=(-E "$MUTATE_EXCLUDE")
 	for pkg in "$@"; do
 		[[ -d "$pkg" ]] || die "no package directory $pkg"
 		name="${pkg//\//_}"
 		echo "mutate.sh: $pkg (report $OUT/$name.json)" >&2
-		# -E /: files in subdirectories are other packages (paths are relative to $pkg).
-		(cd "$pkg" && nice -n "$NICE" "$GREMLINS" unleash --workers "$WORKERS" \
-			--timeout-coefficient "$COEFF" -E / -o "$OUT/$name.json") >"$OUT/$name.log" 2>&1 ||
+		(cd "$snap/$pkg" && nice -n "$NICE" "$GREMLINS" unleash --workers "$WORKERS" \
+			--timeout-coefficient "$COEFF" "${exclude[@]}" -o "$OUT/$name.json") >"$OUT/$name.log" 2>&1 ||
 			echo "mutate.sh: gremlins failed on $pkg, see $OUT/$name.log" >&2
 	done
 	echo
