@@ -8,7 +8,7 @@ BIN     := bin/sftpgw
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build demo test unit deps bench fuzz vulncheck mutate mutate-integration clean
+.PHONY: build demo test unit deps bench fuzz vulncheck mutate mutate-integration peer-test clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sftpgw
@@ -30,6 +30,11 @@ unit:
 
 bench: deps build
 	./bench/run.sh
+
+# rclone's own SFTP backend suite against the gateway and OpenSSH
+# internal-sftp (docs/rclone.md); expected failures: scripts/peer-test.expected.
+peer-test: deps build
+	./scripts/peer-test.sh
 
 # The list of fuzz targets is in scripts/fuzz.sh (make test runs it for 10s each).
 fuzz:

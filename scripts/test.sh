@@ -25,4 +25,6 @@ status=${PIPESTATUS[0]}
 set -e
 echo "== fuzz (short)"
 ./scripts/fuzz.sh 10s || status=1
+echo "== peer suite: rclone's SFTP backend tests against the gateway and OpenSSH (make peer-test)"
+./scripts/peer-test.sh || status=1
 exit "$status"
