@@ -465,7 +465,7 @@ func (f *FS) Remove(ctx context.Context, p string) (err error) {
 	if m, perr := f.pending(ctx, key); perr != nil {
 		return perr
 	} else if m != nil {
-		if err := discardPending(ctx, f.store, m); err != nil {
+		if err := f.discardPending(ctx, m); err != nil {
 			return err
 		}
 		discarded = true

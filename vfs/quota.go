@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 )
 
 // usage is what one home holds in one store. It is shared by every
@@ -19,6 +20,32 @@ type usage struct {
 	// Uploads in flight: bytes reserved so far, the size of the objects
 	// they will replace, and how many will create a new file.
 	pendBytes, pendCredit, pendFiles int64
+	// Interrupted uploads kept for resume, by key: their bytes count
+	// until resumed (then as in flight), discarded or expired, so
+	// abandoned uploads cannot hold storage beyond the quota.
+	held map[string]heldUpload
+}
+
+type heldUpload struct {
+	size  int64
+	until time.Time // the end of its resume window
+}
+
+// heldBytes adds up the kept uploads still within their window, but the
+// one at except (an open that will resume or discard it). Called with mu held.
+func (u *usage) heldBytes(now time.Time, except string) int64 {
+	var n int64
+	for k, h := range u.held {
+		if k != except && now.Before(h.until) {
+			n += h.size
+		}
+	}
+	return n
+}
+
+// used is what counts against the byte quota. Called with mu held.
+func (u *usage) used(now time.Time, except string) int64 {
+	return u.bytes + u.heldBytes(now, except) + u.pendBytes - u.pendCredit
 }
 
 // quotaState is an FS's link to its home's usage. The zero value is ready.
@@ -53,7 +80,21 @@ func (u *Uploads) changed(store, key string, dBytes, dFiles int64) {
 	if strings.HasSuffix(key, "/") {
 		return // directory markers are not files
 	}
+	for _, us := range u.homesOf(store, key) {
+		us.mu.Lock()
+		us.gen++
+		if us.loaded {
+			us.bytes = max(0, us.bytes+dBytes)
+			us.files = max(0, us.files+dFiles)
+		}
+		us.mu.Unlock()
+	}
+}
+
+// homesOf returns the tracked usage records of the homes containing key.
+func (u *Uploads) homesOf(store, key string) []*usage {
 	u.mu.Lock()
+	defer u.mu.Unlock()
 	var hit []*usage
 	if len(u.usage) > 0 {
 		for i := 0; i <= len(key); i++ {
@@ -64,13 +105,24 @@ func (u *Uploads) changed(store, key string, dBytes, dFiles int64) {
 			}
 		}
 	}
-	u.mu.Unlock()
-	for _, us := range hit {
+	return hit
+}
+
+// setHeld records the interrupted upload kept for resume at key (size 0:
+// none any more) in every tracked home that contains it.
+func (u *Uploads) setHeld(store, key string, size int64, until time.Time) {
+	for _, us := range u.homesOf(store, key) {
 		us.mu.Lock()
 		us.gen++
 		if us.loaded {
-			us.bytes = max(0, us.bytes+dBytes)
-			us.files = max(0, us.files+dFiles)
+			if size > 0 {
+				if us.held == nil {
+					us.held = map[string]heldUpload{}
+				}
+				us.held[key] = heldUpload{size: size, until: until}
+			} else {
+				delete(us.held, key)
+			}
 		}
 		us.mu.Unlock()
 	}
@@ -97,11 +149,15 @@ func (f *FS) loadUsage(ctx context.Context) (*usage, error) {
 		if err != nil {
 			return nil, err
 		}
+		held, err := f.heldIn(ctx)
+		if err != nil {
+			return nil, err
+		}
 		q.u.mu.Lock()
 		// A commit or delete during the listing may or may not be in it:
 		// list again rather than guess (give up guessing after 3 tries).
 		if q.u.gen == gen || attempt == 2 {
-			q.u.bytes, q.u.files, q.u.loaded = b, n, true
+			q.u.bytes, q.u.files, q.u.held, q.u.loaded = b, n, held, true
 			q.u.mu.Unlock()
 			break
 		}
@@ -120,7 +176,9 @@ func (f *FS) sumHome(ctx context.Context) (bytes, files int64, err error) {
 			return 0, 0, err
 		}
 		for _, e := range page.Entries {
-			if e.IsDir || strings.HasSuffix(e.Key, "/") {
+			// A home at the root must not count the gateway's bookkeeping
+			// (manifests would count a pending upload twice).
+			if e.IsDir || strings.HasSuffix(e.Key, "/") || reservedKey(e.Key) {
 				continue
 			}
 			bytes += e.Size
@@ -128,6 +186,40 @@ func (f *FS) sumHome(ctx context.Context) (bytes, files int64, err error) {
 		}
 		if page.Next == "" {
 			return bytes, files, nil
+		}
+		token = page.Next
+	}
+}
+
+// heldIn finds the interrupted uploads kept for resume under the home
+// (any user's: they use the home's storage), from their manifests. An
+// upload live on this instance is counted by its reservation instead.
+func (f *FS) heldIn(ctx context.Context) (map[string]heldUpload, error) {
+	if !f.resumeOn() {
+		return nil, nil
+	}
+	held := map[string]heldUpload{}
+	token := ""
+	for {
+		page, err := f.store.List(ctx, ListOptions{Prefix: ResumePrefix + f.sess.Home, Recursive: true, Token: token})
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range page.Entries {
+			key := strings.TrimPrefix(e.Key, ResumePrefix)
+			if e.IsDir || key == e.Key || f.uploads.get(f.name, key) != nil {
+				continue
+			}
+			m, err := readManifest(ctx, f.store, e.Key)
+			if err != nil || m == nil || m.Key != key || m.Upload.Size <= 0 {
+				continue // unreadable or gone: the sweeper's business
+			}
+			if until := m.Saved.Add(f.resumeWindow); f.now().Before(until) {
+				held[key] = heldUpload{size: m.Upload.Size, until: until}
+			}
+		}
+		if page.Next == "" {
+			return held, nil
 		}
 		token = page.Next
 	}
@@ -143,12 +235,15 @@ type upLimit struct {
 	u        *usage // nil without a quota
 	reserved int64  // bytes counted in u.pendBytes
 	released bool
+	now      func() time.Time
 }
 
 // admit checks an upload against the session's limits at open: the file
 // type by name, the number of files and a quota already used up.
-func (f *FS) admit(ctx context.Context, vp string, exists bool, oldSize int64) (*upLimit, error) {
-	l := &upLimit{lim: f.sess.Limits, name: vp, exists: exists}
+// resumable is the key of an interrupted upload this open continues or
+// discards: its kept bytes are not counted twice.
+func (f *FS) admit(ctx context.Context, vp string, exists bool, oldSize int64, resumable string) (*upLimit, error) {
+	l := &upLimit{lim: f.sess.Limits, name: vp, exists: exists, now: f.now}
 	if exists {
 		l.oldSize = oldSize
 	}
@@ -174,8 +269,8 @@ func (f *FS) admit(ctx context.Context, vp string, exists bool, oldSize int64) (
 	if q := l.lim.QuotaFiles; q > 0 && !exists && u.files+u.pendFiles+1 > q {
 		return nil, &LimitError{Reason: fmt.Sprintf("upload refused: you have reached the limit of %d files (delete one to make room)", q)}
 	}
-	if q := l.lim.QuotaBytes; q > 0 && u.bytes+u.pendBytes-u.pendCredit-l.oldSize >= q {
-		return nil, quotaError(q, u.bytes)
+	if q := l.lim.QuotaBytes; q > 0 && u.used(f.now(), resumable)-l.oldSize >= q {
+		return nil, quotaError(q, u.bytes, u.heldBytes(f.now(), resumable))
 	}
 	l.u = u
 	u.pendCredit += l.oldSize
@@ -185,9 +280,13 @@ func (f *FS) admit(ctx context.Context, vp string, exists bool, oldSize int64) (
 	return l, nil
 }
 
-func quotaError(quota, stored int64) error {
-	return &LimitError{Reason: fmt.Sprintf("upload refused: your storage quota of %s would be exceeded (%s already stored)",
-		FormatSize(quota), FormatSize(stored))}
+func quotaError(quota, stored, held int64) error {
+	kept := ""
+	if held > 0 {
+		kept = fmt.Sprintf(", %s kept for interrupted uploads: resume or delete them", FormatSize(held))
+	}
+	return &LimitError{Reason: fmt.Sprintf("upload refused: your storage quota of %s would be exceeded (%s already stored%s)",
+		FormatSize(quota), FormatSize(stored), kept)}
 }
 
 // reserve accounts for a file that reaches end bytes: the size limit, and
@@ -205,8 +304,8 @@ func (l *upLimit) reserve(end int64) error {
 	d := end - l.reserved
 	l.u.mu.Lock()
 	defer l.u.mu.Unlock()
-	if l.u.bytes+l.u.pendBytes-l.u.pendCredit+d > l.lim.QuotaBytes {
-		return quotaError(l.lim.QuotaBytes, l.u.bytes)
+	if now := l.now(); l.u.used(now, "")+d > l.lim.QuotaBytes {
+		return quotaError(l.lim.QuotaBytes, l.u.bytes, l.u.heldBytes(now, ""))
 	}
 	l.u.pendBytes += d
 	l.reserved = end

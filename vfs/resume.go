@@ -135,7 +135,16 @@ func (f *FS) writeManifest(ctx context.Context, m *resumeManifest) error {
 	return up.Commit(ctx)
 }
 
-// discardPending frees a suspended upload and its manifest.
+// discardPending frees a suspended upload and its manifest, and the quota
+// its bytes held.
+func (f *FS) discardPending(ctx context.Context, m *resumeManifest) error {
+	if err := discardPending(ctx, f.store, m); err != nil {
+		return err
+	}
+	f.uploads.setHeld(f.name, m.Key, 0, time.Time{})
+	return nil
+}
+
 func discardPending(ctx context.Context, s Store, m *resumeManifest) error {
 	if rs, ok := s.(Resumer); ok {
 		if err := rs.DiscardSuspended(ctx, m.Key, m.Upload); err != nil {
@@ -174,6 +183,9 @@ func (w *Writer) suspend(cause error) int64 {
 		_ = discardPending(ctx, f.store, m)
 		return 0
 	}
+	// Held before the reservation is released (deferred): counted twice
+	// for a moment, never zero times.
+	f.uploads.setHeld(f.name, w.key, su.Size, m.Saved.Add(f.resumeWindow))
 	w.ev.detail = fmt.Sprintf("interrupted; %d bytes kept for resume", su.Size)
 	return su.Size
 }
@@ -203,7 +215,7 @@ func (w *Writer) decide(off int64) error {
 	ctx := context.WithoutCancel(w.ctx)
 	switch {
 	case off == 0:
-		if err := discardPending(ctx, f.store, m); err != nil {
+		if err := f.discardPending(ctx, m); err != nil {
 			w.fail(err)
 			return w.err
 		}
@@ -217,7 +229,7 @@ func (w *Writer) decide(off int64) error {
 	case off >= m.Upload.Size:
 		up, err := f.store.(Resumer).Resume(ctx, w.key, m.Upload, w.withProgress())
 		if errors.Is(err, ErrNotExist) {
-			_ = discardPending(ctx, f.store, m)
+			_ = f.discardPending(ctx, m)
 			err = errResumeGone
 		}
 		if err != nil {
@@ -225,6 +237,9 @@ func (w *Writer) decide(off int64) error {
 			return w.err
 		}
 		w.setUpload(up)
+		// From here its bytes count as in flight (reserve below), no
+		// longer as held.
+		f.uploads.setHeld(f.name, w.key, 0, time.Time{})
 		w.next, w.resumedAt, w.mkey = m.Upload.Size, m.Upload.Size, manifestKey(w.key)
 		if w.lim != nil {
 			w.lim.sniff = nil // the type was checked on the first bytes, in the first part

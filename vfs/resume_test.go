@@ -369,3 +369,77 @@ func listSizes(t *testing.T, fs *vfs.FS, dir string) map[string]int64 {
 		}
 	}
 }
+
+// uploadAll uploads data to p in one session, returning the error.
+func uploadAll(fs *vfs.FS, p string, data []byte, fl vfs.WriteFlags) error {
+	w, err := fs.OpenWriteFlags(context.Background(), p, fl)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < len(data); i += 32 << 10 {
+		if _, err := w.WriteAt(data[i:min(i+32<<10, len(data))], int64(i)); err != nil {
+			_ = w.Close()
+			return err
+		}
+	}
+	return w.Close()
+}
+
+func wantQuotaRefusal(t *testing.T, what string, err error) {
+	t.Helper()
+	var le *vfs.LimitError
+	if !errors.As(err, &le) || !strings.Contains(le.Error(), "quota") {
+		t.Fatalf("%s: %v, want a quota refusal", what, err)
+	}
+}
+
+// A pending upload's kept bytes count against the quota while it waits
+// (in this session and in one that derives the usage afresh), once when it
+// is resumed, and no more once discarded or expired.
+func TestResumePendingCountsAgainstQuota(t *testing.T) {
+	r := newResumeRig(t)
+	r.lim = vfs.Limits{QuotaBytes: 4 << 20}
+	alice := r.session("alice")
+	a := storetest.Data(5 << 19) // 2.5 MiB
+	interrupt(t, alice, "/a.bin", a, 2<<20)
+
+	big := storetest.Data(5 << 19)
+	wantQuotaRefusal(t, "new upload with 2 MiB pending", uploadAll(alice, "/b.bin", big, vfs.WriteFlags{Truncate: true}))
+	wantQuotaRefusal(t, "new upload with 2 MiB pending, new session", uploadAll(r.session("alice"), "/b.bin", big, vfs.WriteFlags{Truncate: true}))
+	if _, err := r.store.Stat(context.Background(), "b.bin"); !errors.Is(err, vfs.ErrNotExist) {
+		t.Fatalf("the refused upload was stored: %v", err)
+	}
+
+	// Resuming counts the kept bytes once: 2.5 MiB fit in 4 MiB.
+	w, err := alice.OpenWriteFlags(context.Background(), "/a.bin", vfs.WriteFlags{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeSeq(t, w, a[2<<20:], 2<<20)
+	if err := w.Close(); err != nil {
+		t.Fatalf("resume within the quota: %v", err)
+	}
+
+	// 2.5 MiB stored + 1 MiB pending: another 1 MiB does not fit...
+	c := storetest.Data(1 << 20)
+	interrupt(t, alice, "/c.bin", storetest.Data(2<<20), 1<<20)
+	wantQuotaRefusal(t, "1 MiB more with 1 MiB pending", uploadAll(alice, "/d.bin", c, vfs.WriteFlags{Truncate: true}))
+	// ...until the pending upload is discarded (written again from 0).
+	if err := uploadAll(alice, "/c.bin", storetest.Data(100), vfs.WriteFlags{}); err != nil {
+		t.Fatalf("discarding the pending upload: %v", err)
+	}
+	if err := uploadAll(alice, "/d.bin", c, vfs.WriteFlags{Truncate: true}); err != nil {
+		t.Fatalf("after the discard: %v", err)
+	}
+
+	// An expired pending upload frees its bytes without a sweep.
+	if err := alice.Remove(context.Background(), "/d.bin"); err != nil {
+		t.Fatal(err)
+	}
+	interrupt(t, alice, "/e.bin", storetest.Data(2<<20), 1<<20)
+	wantQuotaRefusal(t, "1 MiB more with 1 MiB pending (2)", uploadAll(alice, "/d.bin", c, vfs.WriteFlags{Truncate: true}))
+	r.now = r.now.Add(r.window + time.Second)
+	if err := uploadAll(alice, "/d.bin", c, vfs.WriteFlags{Truncate: true}); err != nil {
+		t.Fatalf("after the pending upload expired: %v", err)
+	}
+}

@@ -67,7 +67,7 @@ func (f *FS) OpenWriteFlags(ctx context.Context, p string, fl WriteFlags) (w *Wr
 		pend = nil // the manifest is a live upload's checkpoint, on this instance
 	}
 	if pend != nil && (fl.Truncate || exclusive) {
-		if err := discardPending(context.WithoutCancel(ctx), f.store, pend); err != nil {
+		if err := f.discardPending(context.WithoutCancel(ctx), pend); err != nil {
 			return fail(err)
 		}
 		ev.detail = "interrupted upload discarded: a new upload replaces it"
@@ -87,7 +87,11 @@ func (f *FS) OpenWriteFlags(ctx context.Context, p string, fl WriteFlags) (w *Wr
 			return fail(errInPlace)
 		}
 	}
-	lim, err := f.admit(ctx, vp, exists, fi.Size)
+	resumable := ""
+	if pend != nil {
+		resumable = key
+	}
+	lim, err := f.admit(ctx, vp, exists, fi.Size, resumable)
 	if err != nil {
 		return fail(err)
 	}
