@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/pkg/sftp"
 
 	"github.com/sftpgw/sftpgw/audit"
 	"github.com/sftpgw/sftpgw/authn"
@@ -428,10 +430,11 @@ func TestResumeAfterShutdownPastGrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bad.WriteAt(data[100:200], 100); err == nil {
-		t.Fatal("a write at a wrong offset was accepted")
-	} else {
-		t.Logf("wrong offset: %v", err)
+	// The client is told why, with the operation-unsupported code.
+	var se *sftp.StatusError
+	if _, err := bad.WriteAt(data[100:200], 100); !errors.As(err, &se) || se.FxCode() != sftp.ErrSSHFxOpUnsupported ||
+		!strings.Contains(err.Error(), fmt.Sprintf("resume must continue at byte %d (the pending upload's size), not at byte 100; upload from byte 0 to start over", fi.Size())) {
+		t.Fatalf("write at a wrong offset: %v, want op-unsupported with the reason", err)
 	}
 	_ = bad.Close()
 	f2, err := cl2.OpenFile("cut.bin", os.O_WRONLY)

@@ -31,11 +31,20 @@ func newLimitNotes(ch io.ReadWriteCloser) *limitNotes {
 	return n
 }
 
-// tell writes err's text if it is a limit refusal; other errors stay as
+// tell writes err's text if it is a limit refusal or a RefusedError; others stay as
 // they are (their status code says enough, and store errors must not leak).
 func (n *limitNotes) tell(err error) {
 	var le *vfs.LimitError
-	if n == nil || n.w == nil || !errors.As(err, &le) {
+	var re *vfs.RefusedError
+	var text string
+	switch {
+	case n == nil || n.w == nil:
+		return
+	case errors.As(err, &le):
+		text = le.Error()
+	case errors.As(err, &re):
+		text = re.Reason
+	default:
 		return
 	}
 	n.mu.Lock()
@@ -44,5 +53,5 @@ func (n *limitNotes) tell(err error) {
 		return
 	}
 	n.n++
-	_, _ = io.WriteString(n.w, "sftpgw: "+le.Error()+"\r\n")
+	_, _ = io.WriteString(n.w, "sftpgw: "+text+"\r\n")
 }

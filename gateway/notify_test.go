@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pkg/sftp"
+
 	"github.com/sftpgw/sftpgw/vfs"
 )
 
@@ -39,4 +41,23 @@ func TestLimitNotes(t *testing.T) {
 	newLimitNotes(nil).tell(&vfs.LimitError{Reason: "x"})
 	var none *limitNotes
 	none.tell(&vfs.LimitError{Reason: "x"})
+}
+
+// A refusal with a reason (a wrong resume offset) keeps its status code,
+// carries the reason as the status message and repeats it on stderr, for
+// OpenSSH sftp and psftp, which print only the code.
+func TestRefusedReasonShown(t *testing.T) {
+	err := fmt.Errorf("wrapped: %w", &vfs.RefusedError{Kind: vfs.ErrUnsupported, Reason: "resume must continue at byte 5"})
+	st := toStatus(err)
+	if !errors.Is(st, sftp.ErrSSHFxOpUnsupported) || st.Error() != "resume must continue at byte 5" {
+		t.Errorf("status %v (%T), want op-unsupported with the reason", st, st)
+	}
+	if st := toStatus(vfs.ErrUnsupported); st != sftp.ErrSSHFxOpUnsupported {
+		t.Errorf("plain unsupported: %v", st)
+	}
+	ch := &fakeChannel{}
+	newLimitNotes(ch).tell(err)
+	if got := ch.stderr.String(); got != "sftpgw: resume must continue at byte 5\r\n" {
+		t.Errorf("stderr %q", got)
+	}
 }

@@ -85,6 +85,11 @@ func toStatus(err error) error {
 	case errors.Is(err, vfs.ErrNotExist):
 		return os.ErrNotExist
 	case errors.Is(err, vfs.ErrUnsupported):
+		var re *vfs.RefusedError
+		if errors.As(err, &re) {
+			// The same code, with the reason as the status message.
+			return &statusReason{reason: re.Reason, code: sftp.ErrSSHFxOpUnsupported}
+		}
 		return sftp.ErrSSHFxOpUnsupported
 	case err == sftp.ErrSSHFxBadMessage:
 		return err // a malformed request: not the store's fault
@@ -95,6 +100,16 @@ func toStatus(err error) error {
 	}
 	return errors.New(vfs.SafeMessage(err))
 }
+
+// statusReason is a status code with a message of ours: pkg/sftp takes
+// the code from the wrapped value and the message from Error.
+type statusReason struct {
+	reason string
+	code   error
+}
+
+func (e *statusReason) Error() string { return e.reason }
+func (e *statusReason) Unwrap() error { return e.code }
 
 func (h *handlers) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
 	defer h.recovered("download", r.Filepath, &err, nil)

@@ -53,3 +53,14 @@ func SafeMessage(err error) string {
 type LimitError struct{ Reason string }
 
 func (e *LimitError) Error() string { return e.Reason }
+
+// RefusedError is an operation refused for a reason the client is told
+// (status message and stderr), of the kind Kind (ErrUnsupported...), which
+// decides its status code and audit class.
+type RefusedError struct {
+	Reason string
+	Kind   error
+}
+
+func (e *RefusedError) Error() string { return e.Reason }
+func (e *RefusedError) Unwrap() error { return e.Kind }

@@ -72,8 +72,9 @@ func (f *FS) pendingIn(ctx context.Context, dir string) (map[string]*resumeManif
 var errResumeGone = fmt.Errorf("%w: the interrupted upload has expired or was discarded; upload the file again from the start", ErrNotExist)
 
 func errResumeOffset(size, off int64) error {
-	return fmt.Errorf("%w: this file's interrupted upload can only be continued at byte %d (or uploaded again from byte 0), not at byte %d; nothing was changed",
-		ErrUnsupported, size, off)
+	return &RefusedError{Kind: ErrUnsupported, Reason: fmt.Sprintf(
+		"resume must continue at byte %d (the pending upload's size), not at byte %d; upload from byte 0 to start over (nothing was changed)",
+		size, off)}
 }
 
 func (f *FS) resumeOn() bool {

@@ -222,7 +222,7 @@ func TestResumeWrongOffsetRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = w.WriteAt(data[100:200], 100)
-	if !errors.Is(err, vfs.ErrUnsupported) || !bytes.Contains([]byte(err.Error()), []byte("continued at byte 614400")) {
+	if !errors.Is(err, vfs.ErrUnsupported) || !bytes.Contains([]byte(err.Error()), []byte("resume must continue at byte 614400")) {
 		t.Fatalf("write at a wrong offset: %v, want a refusal naming byte 614400", err)
 	}
 	_ = w.Close()
