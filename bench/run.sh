@@ -61,22 +61,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-	local p=$((20000 + RANDOM % 20000))
-	while port_busy "$p"; do p=$((p + 1)); done
-	echo "$p"
-}
-# wait_port PORT PID LOG: wait until PORT accepts, failing if PID dies.
-wait_port() {
-	local i
-	for ((i = 0; i < 200; i++)); do
-		port_busy "$1" && return 0
-		kill -0 "$2" 2>/dev/null || { tail -n 20 "$3" >&2; die "process $2 exited (log: $3)"; }
-		sleep 0.05
-	done
-	die "port $1 not ready after 10s (log: $3)"
-}
+# shellcheck source=scripts/ports.sh
+source scripts/ports.sh # the cd above made the repository root the working directory
 
 say "building bench tools"
 mkdir -p "$work/bin"
