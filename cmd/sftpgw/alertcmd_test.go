@@ -106,8 +106,13 @@ func TestWatchTrailRaisesAuditStuck(t *testing.T) {
 	step := func(d time.Duration, isDown bool) {
 		mu.Lock()
 		now, down = now.Add(d), isDown
+		t := now
 		mu.Unlock()
-		tick <- now
+		tick <- t
+		// The second tick is taken only once the first has been handled, so
+		// the next step cannot change the clock or the store under it; a
+		// repeated tick with nothing changed records nothing.
+		tick <- t
 	}
 	step(0, true)             // down since 00:00
 	step(9*time.Minute, true) // 9 min: not yet
