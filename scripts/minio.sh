@@ -20,6 +20,13 @@ randhex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
 # port_busy PORT: true if something accepts connections on 127.0.0.1:PORT.
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# owns_port PID PORT: PID listens on 127.0.0.1:PORT (ss from iproute2, which
+# make test installs; without it, assume yes).
+owns_port() {
+	command -v ss >/dev/null || return 0
+	ss -Hltnp "sport = :$2" 2>/dev/null | grep -q "pid=$1,"
+}
+
 # ready PORT [SCHEME]: true once MinIO's liveness endpoint answers 200.
 ready() {
 	if [[ "${2:-http}" == https ]]; then
@@ -99,15 +106,9 @@ cmd_start() {
 		return 0
 	fi
 
-	local port="${SFTPGW_MINIO_PORT:-}"
-	if [[ -z "$port" ]]; then
-		port=19000
-		while port_busy "$port"; do
-			port=$((port + 1))
-			((port < 19200)) || die "no free port in 19000-19199"
-		done
-	elif port_busy "$port"; then
-		die "port $port (SFTPGW_MINIO_PORT) is in use"
+	local fixed="${SFTPGW_MINIO_PORT:-}" port
+	if [[ -n "$fixed" ]] && port_busy "$fixed"; then
+		die "port $fixed (SFTPGW_MINIO_PORT) is in use"
 	fi
 
 	chmod 700 "$dir"
@@ -126,32 +127,56 @@ cmd_start() {
 	pass="$(sed -n 's/^pass=//p' "$dir/secrets")"
 	kms="$(sed -n 's/^kms=//p' "$dir/secrets")"
 
-	# Credentials go through the environment, never the command line (ps).
-	MINIO_ROOT_USER="$user" MINIO_ROOT_PASSWORD="$pass" \
-		MINIO_KMS_SECRET_KEY="$kms" MINIO_BROWSER=off MINIO_UPDATE=off \
-		nohup "$MINIO_BIN" server --quiet --address "127.0.0.1:${port}" \
-		--certs-dir "$dir/certs" "$dir/data" >"$dir/minio.log" 2>&1 &
-	echo $! >"$dir/pid"
-
 	# MinIO serves TLS when DIR/certs holds public.crt and private.key.
 	local scheme=http
 	[[ -f "$dir/certs/public.crt" ]] && scheme=https
-	local endpoint="${scheme}://127.0.0.1:${port}"
-	local i
-	for ((i = 0; i < 300; i++)); do
-		if ready "$port" "$scheme"; then
+	# Two runs on one machine (parallel make test, a developer's and CI's)
+	# may both find a port free and start on it: the second MinIO cannot
+	# bind, and its readiness probe would reach the first one, whose keys
+	# it does not have. So a start counts only when our own process holds
+	# the port; otherwise it is retried on another port.
+	local attempt pid i
+	for ((attempt = 0; attempt < 5; attempt++)); do
+		port="$fixed"
+		if [[ -z "$port" ]]; then
+			port=$((19000 + RANDOM % 900))
+			while port_busy "$port"; do
+				port=$((port + 1))
+				((port < 19990)) || die "no free port in 19000-19989"
+			done
+		fi
+		# Credentials go through the environment, never the command line (ps).
+		MINIO_ROOT_USER="$user" MINIO_ROOT_PASSWORD="$pass" \
+			MINIO_KMS_SECRET_KEY="$kms" MINIO_BROWSER=off MINIO_UPDATE=off \
+			nohup "$MINIO_BIN" server --quiet --address "127.0.0.1:${port}" \
+			--certs-dir "$dir/certs" "$dir/data" >"$dir/minio.log" 2>&1 &
+		pid=$!
+		echo "$pid" >"$dir/pid"
+		for ((i = 0; i < 300; i++)); do
+			if ready "$port" "$scheme"; then
+				break
+			fi
+			# Our own child: kill -0 is enough. Not alive(): until the forked
+			# shell has exec'd minio, its cmdline is still bash's.
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if ((i < 300)) && kill -0 "$pid" 2>/dev/null && owns_port "$pid" "$port"; then
 			break
 		fi
-		# Our own child: kill -0 is enough. Not alive(): until the forked
-		# shell has exec'd minio, its cmdline is still bash's.
-		if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
-			tail -n 20 "$dir/minio.log" >&2 || true
-			rm -f "$dir/pid"
-			die "MinIO exited during startup (log: $dir/minio.log)"
+		if kill -0 "$pid" 2>/dev/null && ((i >= 300)); then
+			kill "$pid"
+			die "MinIO not ready after 30s (log: $dir/minio.log)"
 		fi
-		sleep 0.1
+		# Died, or another server answers on the port: try another one.
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+		rm -f "$dir/pid"
+		[[ -z "$fixed" ]] || { tail -n 20 "$dir/minio.log" >&2 || true; die "MinIO could not start on port $fixed (log: $dir/minio.log)"; }
+		echo "minio.sh: port $port taken by another server; retrying" >&2
 	done
-	((i < 300)) || die "MinIO not ready after 30s (log: $dir/minio.log)"
+	((attempt < 5)) || { tail -n 20 "$dir/minio.log" >&2 || true; die "MinIO exited during startup (log: $dir/minio.log)"; }
+	local endpoint="${scheme}://127.0.0.1:${port}"
 
 	umask 077
 	cat >"$dir/env" <<ENV
